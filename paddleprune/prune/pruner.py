@@ -1,0 +1,354 @@
+"""Dygraph filter pruners with the PaddleSlim 2.x API (seed 003 names)."""
+import logging
+import warnings
+
+import numpy as np
+
+from paddleprune.errors import InvalidParameterError, UnprunableError
+from paddleprune.prune import criteria
+from paddleprune.prune.analysis import Analysis
+from paddleprune.prune.flops import count_flops, pruned_shapes
+from paddleprune.prune.graph import resolve_name, trace
+from paddleprune.prune.groups import ChannelGroup
+from paddleprune.prune.handlers import handler_for
+from paddleprune.prune.plan import PruningMask, PruningPlan
+from paddleprune.utils.checks import check_interval
+
+logger = logging.getLogger(__name__)
+
+_APPLY_MODES = {"impretive": "physical", "imperative": "physical", "lazy": "lazy", None: None}
+
+
+class PruningWarning(UserWarning):
+    """A channel group was left unpruned because of an op or layer we do not understand."""
+
+
+class GroupView(dict):
+    """Seed-003 ``group`` dict: ``{param: {"pruned_dims", "layer", "var", "value"}}``.
+
+    Keys are structural names; Paddle parameter names (``conv2d_0.w_0``) work too.
+    ``channel_group`` is the underlying :class:`ChannelGroup`.
+    """
+
+    def __init__(self, entries, channel_group, aliases):
+        super().__init__(entries)
+        self.channel_group = channel_group
+        self._aliases = aliases
+
+    def __missing__(self, key):
+        if key in self._aliases and self._aliases[key] in self:
+            return self[self._aliases[key]]
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key) or (key in self._aliases and dict.__contains__(self, self._aliases[key]))
+
+
+class FilterPruner:
+    """Prune filters of a dygraph model, physically and in place.
+
+    Parameters
+    ----------
+    model : paddle.nn.Layer
+    inputs : list of int, list of shapes, or tensors
+        The input shape(s) used to trace the model, batch included, e.g. ``[1, 3, 224, 224]``.
+    sen_file : str, optional
+        Sensitivities file used by :meth:`sensitive` and :meth:`sensitive_prune`.
+    opt : paddle.optimizer.Optimizer, optional
+        An optimizer created before pruning; its state is cut with the same masks.
+    round_to : int, optional
+        Keep a multiple of this many channels in every pruned group.
+
+    Subclasses choose ``criterion`` and ``idx_selector`` (registered names) or
+    override :meth:`cal_mask` as in seed 003.
+    """
+    criterion = "l1_norm"
+    idx_selector = "default"
+
+    def __init__(self, model, inputs, sen_file=None, opt=None, skip_leaves=True, round_to=None):
+        owner = type(self).__name__
+        if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+            raise InvalidParameterError(f"{owner}: 'round_to' must be a positive int or None; got {round_to!r}.")
+        self.model = model
+        self.inputs = inputs
+        self.sen_file = sen_file
+        self.opt = opt
+        self.skip_leaves = skip_leaves
+        self.round_to = round_to
+        self.plan = PruningPlan()
+        self._warned = set()
+        self._analysis = None
+        self._analyse()
+
+    # -- analysis ------------------------------------------------------------------
+    def _analyse(self):
+        traced = trace(self.model, self.inputs, owner=type(self).__name__)
+        analysis = Analysis(traced)
+        analysis.groups = [self._check_handlers(g, traced) for g in analysis.groups]
+        for g in analysis.groups:
+            if g.reason and ("unsupported" in g.reason or "handler" in g.reason) and g.reason not in self._warned:
+                self._warned.add(g.reason)
+                msg = f"channel group of {g.root} ({g.n} channels, {len(g.members)} members) left unpruned: {g.reason}"
+                logger.warning(msg)
+                warnings.warn(msg, PruningWarning, stacklevel=3)
+        self._analysis = analysis
+        return analysis
+
+    @staticmethod
+    def _check_handlers(group, traced):
+        if not group.prunable:
+            return group
+        for m in group.members:
+            layer = traced.owner[m.param]
+            if handler_for(layer) is None:
+                reason = (f"parameter {m.param} belongs to {type(layer).__name__}, "
+                          "which has no pruning handler")
+                return ChannelGroup(group.root, group.root_axis, group.members, group.n, False, reason,
+                                    group.producers, group.norm_scales)
+        return group
+
+    @property
+    def analysis(self):
+        if self._analysis is None:
+            self._analyse()
+        return self._analysis
+
+    @property
+    def groups(self):
+        """All channel groups (prunable or not) of the model as it is now."""
+        return self.analysis.groups
+
+    def prunable_groups(self):
+        return [g for g in self.groups if g.prunable]
+
+    def structural_name(self, name):
+        return resolve_name(self.analysis.traced, name, type(self).__name__)
+
+    def find_group(self, var_name, axis=0):
+        """The group in which ``var_name``'s axis ``axis`` is a member."""
+        owner = type(self).__name__
+        name = self.structural_name(var_name)
+        ndim = len(self.analysis.traced.params[name].shape)
+        if not isinstance(axis, int) or not 0 <= axis < ndim:
+            raise InvalidParameterError(f"{owner}: axis {axis!r} is not an axis of {name} (ndim {ndim}).")
+        found = [g for g in self.groups if g.member(name, axis) is not None]
+        if not found:
+            raise UnprunableError(
+                f"{owner}: {name} axis {axis} is in no channel group (only output-channel axes of convs and "
+                f"linear layers and the axes tied to them can be pruned).")
+        if len(found) > 1:
+            roots = ", ".join(g.root for g in found)
+            raise InvalidParameterError(
+                f"{owner}: {name} axis {axis} spans {len(found)} channel groups (its input is a concat of "
+                f"{roots}); name one of those instead.")
+        return found[0]
+
+    def group_dict(self, group, var_name=None, axis=0):
+        """The seed-003 ``group`` dict for ``group`` (values are the current weights)."""
+        traced = self.analysis.traced
+        entries = {}
+        for m in group.members:
+            if m.param not in entries:
+                entries[m.param] = {"pruned_dims": [m.axis], "layer": traced.owner[m.param],
+                                    "var": traced.params[m.param],
+                                    "value": np.array(traced.params[m.param].value().get_tensor())}
+        if var_name is not None:
+            entries[var_name]["pruned_dims"] = [axis]
+        aliases = {traced.params[p].name: p for p in entries}
+        return GroupView(entries, group, aliases)
+
+    # -- masks -----------------------------------------------------------------------
+    def cal_mask(self, var_name, pruned_ratio, group):
+        """Keep-mask (int32, 1 = keep) over ``var_name``'s pruned axis; override to customise."""
+        channel_group = group.channel_group
+        axis = group[var_name]["pruned_dims"][0]
+        scores = criteria.get_criterion(self.criterion)(group, var_name, axis)
+        member = channel_group.member(self.structural_name(var_name), axis)
+        e = member.expand
+        units = np.array([scores[member.offset + u * e: member.offset + (u + 1) * e].mean()
+                          for u in range(channel_group.n)])
+        pruned = criteria.get_selector(self.idx_selector)(units, pruned_ratio, round_to=self.round_to)
+        mask = np.ones(len(scores), dtype="int32")
+        for u in pruned:
+            mask[member.offset + u * e: member.offset + (u + 1) * e] = 0
+        return mask
+
+    def _unit_mask(self, group, name, axis, ratio):
+        view = self.group_dict(group, name, axis)
+        mask = np.asarray(self.cal_mask(name, ratio, view)).reshape(-1)
+        length = int(self.analysis.traced.params[name].shape[axis])
+        if len(mask) != length:
+            raise InvalidParameterError(
+                f"{type(self).__name__}.cal_mask returned a mask of length {len(mask)} for {name} "
+                f"axis {axis}; expected {length}.")
+        member = group.member(name, axis)
+        e = member.expand
+        keep = np.array([mask[member.offset + u * e: member.offset + (u + 1) * e].mean() >= 0.5
+                         for u in range(group.n)])
+        if not keep.any():
+            raise InvalidParameterError(
+                f"{type(self).__name__}.cal_mask would remove every channel of {name}; keep at least one.")
+        return keep
+
+    def plan_for_units(self, group, pruned_units, ratio):
+        """A :class:`PruningPlan` removing units ``pruned_units`` of ``group`` from every member."""
+        plan = PruningPlan()
+        params = self.analysis.traced.params
+        pruned_units = sorted(int(u) for u in pruned_units)
+        for m in group.members:
+            mask = np.ones(int(params[m.param].shape[m.axis]), dtype="int32")
+            for u in pruned_units:
+                mask[m.offset + u * m.expand: m.offset + (u + 1) * m.expand] = 0
+            plan.add(m.param, PruningMask([m.axis], mask, ratio, group.root))
+        plan.records.append({"group": group.root, "axis": group.root_axis, "units": group.n,
+                             "pruned": pruned_units})
+        return plan
+
+    def _plan_var(self, var_name, axis, ratio):
+        owner = type(self).__name__
+        check_interval(owner, "pruned_ratio", ratio, 0, 1, closed="left")
+        name = self.structural_name(var_name)
+        group = self.find_group(name, axis)
+        if not group.prunable:
+            raise UnprunableError(f"{owner}: {name} cannot be pruned: {group.reason}.")
+        keep = self._unit_mask(group, name, axis, ratio)
+        return group, self.plan_for_units(group, np.flatnonzero(~keep), ratio)
+
+    # -- pruning ---------------------------------------------------------------------
+    def prune_var(self, var_name, pruned_dims, pruned_ratio, apply="impretive"):
+        """Prune ``pruned_ratio`` of the channels of ``var_name``'s group.
+
+        ``apply``: ``'impretive'``/``'imperative'`` removes channels, ``'lazy'``
+        zeroes them, ``None`` only returns the plan.
+        """
+        axis = self._axis(pruned_dims)
+        _, plan = self._plan_var(var_name, axis, pruned_ratio)
+        return self._apply(plan, apply)
+
+    def prune_vars(self, ratios, axis=0, apply="impretive"):
+        """Prune several groups at once: ``ratios`` maps parameter names to ratios."""
+        owner = type(self).__name__
+        if not isinstance(ratios, dict):
+            raise InvalidParameterError(f"{owner}.prune_vars: 'ratios' must be a dict {{name: ratio}}; got {type(ratios).__name__}.")
+        axis = self._axis(axis)
+        plan, chosen = PruningPlan(), {}
+        for name, ratio in ratios.items():
+            group, sub = self._plan_var(name, axis, ratio)
+            if group.root in chosen:
+                first_name, first_ratio = chosen[group.root]
+                if abs(first_ratio - ratio) > 1e-9:
+                    logger.warning("%s is in the same channel group as %s; that group is pruned at %s, "
+                                   "the ratio %s given for %s is not used", name, first_name, first_ratio, ratio, name)
+                continue
+            chosen[group.root] = (name, ratio)
+            plan.extend(sub)
+        return self._apply(plan, apply)
+
+    def _axis(self, dims):
+        if isinstance(dims, (list, tuple)):
+            if len(dims) != 1:
+                raise InvalidParameterError(f"{type(self).__name__}: exactly one pruned axis is supported; got {list(dims)}.")
+            dims = dims[0]
+        if not isinstance(dims, (int, np.integer)):
+            raise InvalidParameterError(f"{type(self).__name__}: the pruned axis must be an int; got {dims!r}.")
+        return int(dims)
+
+    def _apply(self, plan, apply):
+        if apply not in _APPLY_MODES:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: 'apply' must be 'impretive', 'imperative', 'lazy' or None; got {apply!r}.")
+        mode = _APPLY_MODES[apply]
+        if mode is None:
+            return plan
+        plan._pruned_flops = self.pruned_flops_of(plan)
+        plan.apply(self.model, lazy=(mode == "lazy"), opt=self.opt)
+        self.plan.extend(plan)
+        self.plan._backup.update({k: v for k, v in plan._backup.items() if k not in self.plan._backup})
+        self.plan._opt_backup.update({k: v for k, v in plan._opt_backup.items() if k not in self.plan._opt_backup})
+        if mode == "physical":
+            self._analysis = None
+        return plan
+
+    def restore(self):
+        """Undo every prune applied through this pruner."""
+        self.plan.restore(self.model, self.opt)
+        self.plan = PruningPlan()
+        self._analysis = None
+
+    # -- counting --------------------------------------------------------------------
+    def flops(self, plan=None):
+        """FLOPs (2 x multiply-accumulates of conv and linear layers) of the model
+        as it is, or as it would be after ``plan``, without touching it."""
+        traced = self.analysis.traced
+        shapes = {n: [int(d) for d in p.shape] for n, p in traced.params.items()}
+        if plan is not None:
+            shapes = pruned_shapes(shapes, plan)
+        return count_flops(self.analysis.flop_sites, shapes)
+
+    def pruned_flops_of(self, plan):
+        base = self.flops()
+        return 0.0 if base == 0 else 1.0 - self.flops(plan) / base
+
+    def uniform_plan(self, ratio):
+        """A plan pruning every prunable group at ``ratio`` (not applied)."""
+        plan = PruningPlan()
+        for g in self.prunable_groups():
+            plan.extend(self._plan_var(g.root, g.root_axis, ratio)[1])
+        return plan
+
+    def uniform_ratio_for_flops(self, target, tol=1e-3):
+        """The uniform ratio whose plan removes ``target`` of the FLOPs (bisection)."""
+        check_interval(type(self).__name__, "target", target, 0, 1)
+        lo, hi = 0.0, 0.99
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            if self.pruned_flops_of(self.uniform_plan(mid)) < target:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < tol:
+                break
+        return hi
+
+
+def apply_records(model, inputs, records):
+    """Replay a pruning record (``PruningPlan.records``) on a freshly built model."""
+    for rec in records:
+        pruner = FilterPruner(model, inputs)
+        matches = [g for g in pruner.groups if g.root == rec["group"] and g.root_axis == rec["axis"]]
+        if not matches or matches[0].n != rec["units"]:
+            raise InvalidParameterError(
+                f"apply_records: the model has no channel group rooted at {rec['group']} with "
+                f"{rec['units']} channels; it is not the architecture the record was made for.")
+        pruner.plan_for_units(matches[0], rec["pruned"], None).apply(model, backup=False)
+    return model
+
+
+class L1NormFilterPruner(FilterPruner):
+    """Prune the filters with the smallest mean absolute weight."""
+    criterion = "l1_norm"
+
+
+class L2NormFilterPruner(FilterPruner):
+    """Prune the filters with the smallest L2 norm."""
+    criterion = "l2_norm"
+
+
+class FPGMFilterPruner(FilterPruner):
+    """Prune the filters closest to the geometric median (FPGM)."""
+    criterion = "geometry_median"
+
+
+class BNScaleFilterPruner(FilterPruner):
+    """Prune the channels with the smallest |gamma| of the following batch norm (network slimming)."""
+    criterion = "bn_scale"
+
+
+SlimFilterPruner = BNScaleFilterPruner
+
+
+class OptSlimFilterPruner(FilterPruner):
+    """BN-scale scores with the optimal-threshold selector: ``ratio`` is the share of
+    squared-gamma energy removed."""
+    criterion = "bn_scale"
+    idx_selector = "optimal_threshold"
