@@ -356,6 +356,9 @@ class Analysis:
         ins, outs = value_shape(x), value_shape(op.result(0))
         if ins is None or outs is None or len(outs) < 2 or outs[0] != ins[0]:
             return self._unsupported(op, "changes the batch or channel axis")
+        target = constant_value(op.operand_source(1)) if op.name().startswith("pd_op.reshape") else None
+        if target is not None and len(target) > 1 and int(target[1]) not in (-1, 0):
+            return self._unsupported(op, f"reshape to the fixed shape {list(target)}")
         if outs[1] == ins[1] and math.prod(ins[2:]) == math.prod(outs[2:]):
             return self._set(op.result(0), lay)
         if len(outs) == 2 and outs[1] == math.prod(ins[1:]):

@@ -103,8 +103,8 @@ def count_to_prune(n, ratio, round_to=None):
     """Units to remove: ``round_half_even(n * ratio)``, at most ``n - 1``;
     with ``round_to`` the kept count is a multiple of it (PaddleSlim's rule)."""
     pruned = int(round(n * ratio))
-    if round_to and round_to > 1:
-        kept = int(round((n - pruned) / round_to)) * round_to
+    if round_to and round_to > 1 and ratio > 0:
+        kept = int(round((1 - ratio) * n / round_to)) * round_to
         kept = round_to if kept <= 0 else kept
         pruned = max(0, n - kept)
     return max(0, min(n - 1, pruned))
@@ -122,7 +122,7 @@ def optimal_threshold(scores, ratio, round_to=None):
     """PaddleSlim's optimal threshold: sort |scores| ascending, find the first
     position where the cumulative share of squared scores exceeds ``ratio``,
     and prune every unit scoring below the midpoint there. So ``ratio`` is the
-    share of squared-scale energy removed, not of channels. One unit always stays."""
+    share of squared-scale energy removed, not of channels."""
     s = np.maximum(np.abs(np.asarray(scores, dtype="float64")), 1e-18)
     order = np.sort(s)
     share = np.cumsum(order ** 2) / np.sum(order ** 2)
@@ -133,7 +133,4 @@ def optimal_threshold(scores, ratio, round_to=None):
         threshold = order[-1]
     else:
         threshold = (order[i - 1] + order[i]) / 2.0
-    pruned = np.flatnonzero(s < threshold)
-    if len(pruned) >= len(s):
-        pruned = np.argsort(s, kind="stable")[:-1]
-    return np.sort(pruned)
+    return np.flatnonzero(s < threshold)      # the largest score is never below it: one unit stays

@@ -52,9 +52,10 @@ def _accumulators(opt, param):
 class PruningPlan:
     """Masks per parameter plus the record needed to replay them.
 
-    ``records`` is a list of ``{"group", "axis", "units", "pruned"}`` dicts
-    (the group's root parameter and axis, its unit count, the pruned unit
-    indices); :func:`paddleprune.prune.replay` applies it to a fresh model.
+    ``records`` is a list of steps, one per applied prune; a step is a list of
+    ``{"group", "axis", "units", "pruned"}`` dicts (the group's root parameter
+    and axis, its unit count, the pruned unit indices).
+    :func:`paddleprune.prune.apply_records` replays them on a fresh model.
     """
 
     def __init__(self, name=None):
@@ -81,12 +82,17 @@ class PruningPlan:
                 return
         self._masks[param].append(mask)
 
-    def extend(self, plan):
-        """Merge another plan's masks and records into this one."""
+    def extend(self, plan, same_step=False):
+        """Merge another plan's masks and records into this one; with ``same_step``
+        its records join this plan's last step (both computed on the same model state)."""
         for param, masks in plan._masks.items():
             for m in masks:
                 self.add(param, PruningMask(list(m.dims), m.mask.copy(), m.ratio, m.group))
-        self.records.extend(plan.records)
+        if same_step and self.records:
+            for step in plan.records:
+                self.records[-1].extend(step)
+        else:
+            self.records.extend([list(step) for step in plan.records])
         return self
 
     def contains(self, name, dims=None):

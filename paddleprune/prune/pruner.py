@@ -86,7 +86,8 @@ class FilterPruner:
         analysis = Analysis(traced)
         analysis.groups = [self._check_handlers(g, traced) for g in analysis.groups]
         for g in analysis.groups:
-            if g.reason and ("unsupported" in g.reason or "handler" in g.reason) and g.reason not in self._warned:
+            if g.producers and g.reason and ("unsupported" in g.reason or "handler" in g.reason) \
+                    and g.reason not in self._warned:
                 self._warned.add(g.reason)
                 msg = f"channel group of {g.root} ({g.n} channels, {len(g.members)} members) left unpruned: {g.reason}"
                 logger.warning(msg)
@@ -200,8 +201,8 @@ class FilterPruner:
             for u in pruned_units:
                 mask[m.offset + u * m.expand: m.offset + (u + 1) * m.expand] = 0
             plan.add(m.param, PruningMask([m.axis], mask, ratio, group.root))
-        plan.records.append({"group": group.root, "axis": group.root_axis, "units": group.n,
-                             "pruned": pruned_units})
+        plan.records.append([{"group": group.root, "axis": group.root_axis, "units": group.n,
+                              "pruned": pruned_units}])
         return plan
 
     def _plan_var(self, var_name, axis, ratio):
@@ -241,7 +242,7 @@ class FilterPruner:
                                    "the ratio %s given for %s is not used", name, first_name, first_ratio, ratio, name)
                 continue
             chosen[group.root] = (name, ratio)
-            plan.extend(sub)
+            plan.extend(sub, same_step=True)
         return self._apply(plan, apply)
 
     def _axis(self, dims):
@@ -293,7 +294,7 @@ class FilterPruner:
         """A plan pruning every prunable group at ``ratio`` (not applied)."""
         plan = PruningPlan()
         for g in self.prunable_groups():
-            plan.extend(self._plan_var(g.root, g.root_axis, ratio)[1])
+            plan.extend(self._plan_var(g.root, g.root_axis, ratio)[1], same_step=True)
         return plan
 
     def uniform_ratio_for_flops(self, target, tol=1e-3):
@@ -313,14 +314,18 @@ class FilterPruner:
 
 def apply_records(model, inputs, records):
     """Replay a pruning record (``PruningPlan.records``) on a freshly built model."""
-    for rec in records:
+    for step in records:
         pruner = FilterPruner(model, inputs)
-        matches = [g for g in pruner.groups if g.root == rec["group"] and g.root_axis == rec["axis"]]
-        if not matches or matches[0].n != rec["units"]:
-            raise InvalidParameterError(
-                f"apply_records: the model has no channel group rooted at {rec['group']} with "
-                f"{rec['units']} channels; it is not the architecture the record was made for.")
-        pruner.plan_for_units(matches[0], rec["pruned"], None).apply(model, backup=False)
+        groups = {(g.root, g.root_axis): g for g in pruner.groups}
+        plan = PruningPlan()
+        for rec in step:
+            group = groups.get((rec["group"], rec["axis"]))
+            if group is None or group.n != rec["units"]:
+                raise InvalidParameterError(
+                    f"apply_records: the model has no channel group rooted at {rec['group']} with "
+                    f"{rec['units']} channels; it is not the architecture the record was made for.")
+            plan.extend(pruner.plan_for_units(group, rec["pruned"], None), same_step=True)
+        plan.apply(model, backup=False)
     return model
 
 

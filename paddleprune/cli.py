@@ -1,0 +1,95 @@
+"""The ``paddleprune`` command line."""
+import argparse
+import logging
+import sys
+
+
+def _cmd_prune(args):
+    import paddle.vision.models as models
+
+    from paddleprune.prune import FilterPruner, count_params
+    from paddleprune.prune.pruner import L1NormFilterPruner
+    from paddleprune.prune import FPGMFilterPruner, L2NormFilterPruner
+
+    pruners = {"l1_norm": L1NormFilterPruner, "l2_norm": L2NormFilterPruner, "fpgm": FPGMFilterPruner}
+    factory = getattr(models, args.model, None)
+    if factory is None or not callable(factory) or args.model[0].isupper():
+        names = sorted(n for n in models.__all__ if n[0].islower())
+        raise SystemExit(f"paddleprune prune: unknown model {args.model!r}; choose from {', '.join(names)}")
+    model = factory(num_classes=args.num_classes)
+    shape = [1, 3, args.input_size, args.input_size]
+    pruner = pruners[args.criterion](model, shape)
+    flops0, params0 = pruner.flops(), count_params(model)
+    if args.pruned_flops is not None:
+        ratio = pruner.uniform_ratio_for_flops(args.pruned_flops)
+    else:
+        ratio = args.ratio
+    groups = pruner.prunable_groups()
+    pruner.prune_vars({g.root: ratio for g in groups})
+    after = FilterPruner(model, shape)
+    flops1, params1 = after.flops(), count_params(model)
+    skipped = [g for g in pruner.groups if not g.prunable and g.producers]
+    print(f"{args.model} at {args.input_size}x{args.input_size}: {len(groups)} channel groups pruned at "
+          f"ratio {ratio:.3f} ({args.criterion}); {len(skipped)} left unpruned")
+    print(f"{'':10}{'before':>16}{'after':>16}{'change':>10}")
+    print(f"{'params':10}{params0:>16,}{params1:>16,}{params1 / params0 - 1:>+10.1%}")
+    print(f"{'FLOPs':10}{flops0:>16,}{flops1:>16,}{flops1 / flops0 - 1:>+10.1%}")
+    if args.save:
+        import paddle
+        paddle.save(model.state_dict(), args.save)
+        print(f"pruned weights saved to {args.save}")
+    return 0
+
+
+def _cmd_visualize(args):
+    from paddleprune.slim import visualize
+    png = visualize(args.sensitivities_file, args.save_dir, vdl_logdir=args.vdl_logdir)
+    print(f"wrote {png}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="paddleprune",
+        description="Structured filter pruning for PaddlePaddle 3 vision models (PaddleX 1.x style).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("prune", help="prune a paddle.vision model uniformly and print params and FLOPs before/after")
+    p.add_argument("--model", default="mobilenet_v2", help="a paddle.vision.models constructor (default mobilenet_v2)")
+    p.add_argument("--ratio", type=float, default=0.5, help="share of channels removed from every group (default 0.5)")
+    p.add_argument("--pruned-flops", type=float, default=None,
+                   help="instead of --ratio: the share of FLOPs to remove (uniform ratio found by search)")
+    p.add_argument("--criterion", default="l1_norm", choices=["l1_norm", "l2_norm", "fpgm"])
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--save", default=None, help="write the pruned state_dict here (.pdparams)")
+    p.set_defaults(func=_cmd_prune)
+
+    v = sub.add_parser("visualize", help="plot a sensitivities file (PNG)")
+    v.add_argument("sensitivities_file")
+    v.add_argument("--save-dir", default=".")
+    v.add_argument("--vdl-logdir", default=None, help="also write the curves as VisualDL scalars here")
+    v.set_defaults(func=_cmd_visualize)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except ValueError as exc:   # paddleprune errors subclass ValueError / FileNotFoundError
+        print(f"paddleprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"paddleprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
