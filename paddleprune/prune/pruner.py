@@ -276,6 +276,86 @@ class FilterPruner:
         self.plan = PruningPlan()
         self._analysis = None
 
+    # -- sensitivities ----------------------------------------------------------------
+    def sensitive(self, eval_func=None, sen_file=None, target_vars=None, skip_vars=None, ratios=None,
+                  method="fast", eval_batches=None, score_fn=None, metric="metric", overwrite=False,
+                  cache_mb=1024):
+        """Measure, for each group and ratio, the relative metric loss ``(base - pruned) / base``.
+
+        Parameters
+        ----------
+        eval_func : callable, optional
+            ``eval_func() -> float``: the metric of ``self.model`` as it is now.
+        sen_file : str, optional
+            JSON file rewritten after every point; an existing file made for the
+            same model, metric, criterion and ratios is resumed.
+        target_vars, skip_vars : list of str, optional
+            Parameters to analyse (default: the root of every prunable group) / to leave out.
+        ratios : list of float, optional
+            Default 0.1 ... 0.9.
+        method : {'fast', 'naive'}
+            'naive' physically prunes, evaluates and restores every point.
+        eval_batches, score_fn : optional
+            Fixed evaluation inputs and ``score_fn(list of model outputs) -> float``;
+            given instead of ``eval_func``, the activations before each group are reused.
+        metric : str
+            Name of the metric, stored in the file.
+        overwrite : bool
+            Recompute instead of refusing a file made for another setup.
+
+        Returns
+        -------
+        dict
+            ``{param: {ratio: loss}}``; also kept as ``self.sensitivities``.
+        """
+        from paddleprune.prune.sensitivity import compute_sensitivities
+        sen_file = sen_file if sen_file is not None else self.sen_file
+        self.sensitivities = compute_sensitivities(
+            self, eval_func=eval_func, sen_file=sen_file, target_vars=target_vars, skip_vars=skip_vars,
+            ratios=ratios, method=method, eval_batches=eval_batches, score_fn=score_fn, metric=metric,
+            overwrite=overwrite, cache_mb=cache_mb)
+        return self.sensitivities
+
+    def plan_for_ratios(self, ratios, round_to=None):
+        """A plan (not applied) for ``{param: ratio}``; zero ratios and repeated groups are skipped."""
+        saved, self.round_to = self.round_to, round_to if round_to is not None else self.round_to
+        try:
+            plan, seen = PruningPlan(), set()
+            for name, ratio in ratios.items():
+                if ratio <= 0:
+                    continue
+                group, sub = self._plan_var(name, 0, ratio)
+                if group.root not in seen:
+                    seen.add(group.root)
+                    plan.extend(sub, same_step=True)
+            return plan
+        finally:
+            self.round_to = saved
+
+    def sensitive_prune(self, pruned_flops, skip_vars=None, align=None, sensitivities=None):
+        """Prune to remove ``pruned_flops`` of the FLOPs using the sensitivities: one loss
+        threshold for all layers, found by bisection. Returns the applied plan; its
+        ``pruned_flops`` is the share actually removed."""
+        from paddleprune.prune.ratios import search_loss_threshold
+        from paddleprune.prune.sensitivity_files import load_sensitivities
+        owner = type(self).__name__ + ".sensitive_prune"
+        check_interval(owner, "pruned_flops", pruned_flops, 0, 1)
+        table = sensitivities or getattr(self, "sensitivities", None)
+        if table is None:
+            if self.sen_file is None:
+                raise InvalidParameterError(f"{owner}: no sensitivities: run sensitive() or give sen_file.")
+            table = load_sensitivities(self.sen_file)
+        skip = {self.structural_name(n) for n in (skip_vars or ())}
+        table = {self.structural_name(n): pts for n, pts in table.items()}
+        table = {n: pts for n, pts in table.items() if n not in skip and self.find_group(n, 0).prunable}
+        result = search_loss_threshold(
+            table, pruned_flops, lambda r: self.pruned_flops_of(self.plan_for_ratios(r, align)))
+        plan = self.plan_for_ratios(result.ratios, align)
+        self._apply(plan, "impretive")
+        logger.info("sensitive_prune: loss threshold %.4f removes %.1f%% of FLOPs (target %.1f%%)",
+                    result.threshold, 100 * plan.pruned_flops, 100 * pruned_flops)
+        return plan
+
     # -- counting --------------------------------------------------------------------
     def flops(self, plan=None):
         """FLOPs (2 x multiply-accumulates of conv and linear layers) of the model

@@ -1,0 +1,118 @@
+"""Sensitivity analysis: fast == naive, resumable files, FLOPs-target pruning."""
+import json
+
+import numpy as np
+import paddle
+import paddle.vision.models as M
+import pytest
+
+import nets
+from paddleprune.errors import SensitivityFileError
+from paddleprune.prune import FilterPruner, L1NormFilterPruner, dygraph_flops
+from paddleprune.prune.sensitivity_files import load_sensitivities
+
+RATIOS = [0.2, 0.5, 0.8]
+
+
+def fixed_eval(model, n_batches=3, batch=16, size=16, classes=None):
+    """Fixed batches, noisy pseudo-labels, and an accuracy score: a real argmax metric."""
+    paddle.seed(7)
+    model.eval()
+    batches = [paddle.uniform([batch, 3, size, size], min=-1, max=1) for _ in range(n_batches)]
+    with paddle.no_grad():
+        outs = [model(b) for b in batches]
+        labels = [paddle.argmax(o + 0.3 * o.std() * paddle.randn(o.shape), axis=1) for o in outs]
+
+    def score(outputs):
+        return float(np.mean([(paddle.argmax(o, axis=1) == l).astype("float32").mean().item()
+                              for o, l in zip(outputs, labels)]))
+
+    def eval_func():
+        with paddle.no_grad():
+            return score([model(b) for b in batches])
+    return batches, score, eval_func
+
+
+@pytest.mark.parametrize("make", [lambda: nets.TwoBranchConcat(), lambda: M.mobilenet_v2(scale=0.25, num_classes=10)],
+                         ids=["two_branch", "mobilenet_v2"])
+def test_fast_agrees_with_naive(make):
+    model = make()
+    batches, score, eval_func = fixed_eval(model)
+    pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
+    targets = [g.root for g in pruner.prunable_groups()][:12]
+    naive = pruner.sensitive(eval_func=eval_func, target_vars=targets, ratios=RATIOS, method="naive")
+    fast = pruner.sensitive(eval_batches=batches, score_fn=score, target_vars=targets, ratios=RATIOS)
+    masked_only = pruner.sensitive(eval_func=eval_func, target_vars=targets, ratios=RATIOS)
+    points = [(n, r) for n in naive for r in RATIOS]
+    assert len(points) == len(targets) * len(RATIOS)
+    for other in (fast, masked_only):
+        diffs = np.array([abs(other[n][r] - naive[n][r]) for n, r in points])
+        assert (diffs == 0).mean() >= 0.95 and diffs.max() <= 0.005
+    assert any(naive[n][r] != 0 for n, r in points)       # the metric really moved
+    # the model is as it was
+    assert {tuple(p.shape) for p in model.parameters()} == {tuple(p.shape) for p in make().parameters()}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_file(tmp_path):
+    model = nets.TwoBranchConcat()
+    batches, score, eval_func = fixed_eval(model)
+    full = tmp_path / "full.json"
+    L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=eval_func, sen_file=str(full), ratios=RATIOS)
+
+    calls = {"n": 0}
+
+    def dying():
+        calls["n"] += 1
+        if calls["n"] == 5:          # baseline + 3 points, then the "kill"
+            raise Killed()
+        return eval_func()
+
+    part = tmp_path / "part.json"
+    with pytest.raises(Killed):
+        L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=dying, sen_file=str(part), ratios=RATIOS)
+    done = load_sensitivities(str(part))
+    assert sum(len(v) for v in done.values()) == 3          # three points were saved before the kill
+    calls["n"] = -100
+    counted = {"n": 0}
+
+    def counting():
+        counted["n"] += 1
+        return eval_func()
+
+    L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=counting, sen_file=str(part), ratios=RATIOS)
+    total = sum(len(v) for v in load_sensitivities(str(full)).values())
+    assert counted["n"] == 1 + total - 3                    # baseline + only the missing points
+    assert json.loads(part.read_text()) == json.loads(full.read_text())
+
+
+def test_file_for_another_setup_is_refused(tmp_path):
+    model = nets.TwoBranchConcat()
+    _, _, eval_func = fixed_eval(model)
+    path = str(tmp_path / "sen.json")
+    L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=eval_func, sen_file=path, ratios=RATIOS)
+    with pytest.raises(SensitivityFileError, match=r"ratios is \[0.2, 0.5, 0.8\] in the file but \[0.1, 0.2"):
+        L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=eval_func, sen_file=path)
+    with pytest.raises(SensitivityFileError, match="metric is 'metric' in the file but 'acc1' now"):
+        L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=eval_func, sen_file=path, ratios=RATIOS, metric="acc1")
+    other = M.mobilenet_v2(scale=0.25, num_classes=5)
+    _, _, other_eval = fixed_eval(other)
+    with pytest.raises(SensitivityFileError, match="model is 'TwoBranchConcat' in the file but 'MobileNetV2' now"):
+        L1NormFilterPruner(other, [1, 3, 16, 16]).sensitive(eval_func=other_eval, sen_file=path, ratios=RATIOS)
+    table = L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_func=eval_func, sen_file=path, overwrite=True)
+    assert all(len(v) == 9 for v in table.values())
+
+
+def test_sensitive_prune_reaches_the_flops_target():
+    model = M.mobilenet_v2(scale=0.5, num_classes=10)
+    batches, score, _ = fixed_eval(model, n_batches=1)
+    pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
+    table = pruner.sensitive(eval_batches=batches, score_fn=score, ratios=[0.1, 0.3, 0.5, 0.7, 0.9])
+    flops0 = dygraph_flops(model, [1, 3, 16, 16])
+    plan = pruner.sensitive_prune(0.4, align=None, sensitivities=table)
+    reached = 1 - dygraph_flops(model, [1, 3, 16, 16]) / flops0
+    assert abs(reached - plan.pruned_flops) < 1e-9
+    assert 0.4 <= reached < 0.45
