@@ -41,6 +41,22 @@ def _cmd_prune(args):
     return 0
 
 
+def _cmd_pipeline(args):
+    from paddleprune.pipeline import run_pipeline
+    from paddleprune.pipeline.report import to_markdown
+    report = run_pipeline(task=args.task, data_dir=args.data, save_dir=args.save_dir,
+                          eval_metric_loss=args.eval_metric_loss, pruned_flops=args.pruned_flops,
+                          sensitivities_file=args.sensitivities_file, quick=args.quick,
+                          latency=not args.no_latency)
+    print(to_markdown(report))
+    return 0
+
+
+def _cmd_demo(args):
+    args.task, args.data, args.sensitivities_file = "classification", None, None
+    return _cmd_pipeline(args)
+
+
 def _cmd_visualize(args):
     from paddleprune.slim import visualize
     png = visualize(args.sensitivities_file, args.save_dir, vdl_logdir=args.vdl_logdir)
@@ -65,6 +81,26 @@ def build_parser():
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--save", default=None, help="write the pruned state_dict here (.pdparams)")
     p.set_defaults(func=_cmd_prune)
+
+    def pipeline_options(p, save_dir):
+        p.add_argument("--save-dir", default=save_dir, help=f"output folder (default {save_dir})")
+        p.add_argument("--eval-metric-loss", type=float, default=0.05,
+                       help="tolerated relative metric loss per layer, PaddleX 1.x (default 0.05)")
+        p.add_argument("--pruned-flops", type=float, default=None,
+                       help="instead: the share of FLOPs to remove, e.g. 0.5")
+        p.add_argument("--quick", action="store_true", help="few epochs and a small sensitivity set (minutes)")
+        p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+
+    pl = sub.add_parser("pipeline", help="train, compute sensitivities, retrain pruned, and report before/after")
+    pl.add_argument("--task", default="classification", choices=["classification"])
+    pl.add_argument("--data", default=None, help="data dir in PaddleX format (default: the embedded demo set)")
+    pl.add_argument("--sensitivities-file", default=None, help="skip stage 2: a sensitivities file or DEFAULT")
+    pipeline_options(pl, "output/pipeline")
+    pl.set_defaults(func=_cmd_pipeline)
+
+    dm = sub.add_parser("demo", help="the pipeline on the embedded data, offline")
+    pipeline_options(dm, "output/demo")
+    dm.set_defaults(func=_cmd_demo)
 
     v = sub.add_parser("visualize", help="plot a sensitivities file (PNG)")
     v.add_argument("sensitivities_file")

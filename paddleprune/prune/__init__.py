@@ -5,11 +5,15 @@ from paddleprune.prune.groups import ChannelGroup, Member
 from paddleprune.prune.plan import PruningMask, PruningPlan
 from paddleprune.prune.pruner import (BNScaleFilterPruner, FilterPruner, FPGMFilterPruner,
                                       L1NormFilterPruner, L2NormFilterPruner, OptSlimFilterPruner,
-                                      PruningWarning, SlimFilterPruner, apply_records)
+                                      PruningWarning, SlimFilterPruner, apply_records, sensitive)
+from paddleprune.prune.ratios import get_ratios_by_loss, round_to, search_loss_threshold
+from paddleprune.prune.sensitivity_files import (load_sensitivities, merge_sensitive,
+                                                 save_sensitivities)
 
 __all__ = [
     "CRITERIA", "SELECTORS", "criterion", "selector", "count_params", "dygraph_flops",
     "ChannelGroup", "Member", "PruningMask", "PruningPlan", "FilterPruner", "L1NormFilterPruner",
     "L2NormFilterPruner", "FPGMFilterPruner", "BNScaleFilterPruner", "SlimFilterPruner",
-    "OptSlimFilterPruner", "PruningWarning", "apply_records",
+    "OptSlimFilterPruner", "PruningWarning", "apply_records", "sensitive", "get_ratios_by_loss",
+    "round_to", "search_loss_threshold", "load_sensitivities", "merge_sensitive", "save_sensitivities",
 ]

@@ -308,7 +308,7 @@ class FilterPruner:
         dict
             ``{param: {ratio: loss}}``; also kept as ``self.sensitivities``.
         """
-        from paddleprune.prune.sensitivity import compute_sensitivities
+        from paddleprune.prune.sensitive import compute_sensitivities
         sen_file = sen_file if sen_file is not None else self.sen_file
         self.sensitivities = compute_sensitivities(
             self, eval_func=eval_func, sen_file=sen_file, target_vars=target_vars, skip_vars=skip_vars,
@@ -366,6 +366,18 @@ class FilterPruner:
             shapes = pruned_shapes(shapes, plan)
         return count_flops(self.analysis.flop_sites, shapes)
 
+    def params(self, plan=None):
+        """Parameter elements of the model as it is, or after ``plan``."""
+        shapes = {n: [int(d) for d in p.shape] for n, p in self.analysis.traced.params.items()}
+        if plan is not None:
+            shapes = pruned_shapes(shapes, plan)
+        return sum(int(np.prod(s)) for s in shapes.values())
+
+    def cost_of(self, ratios):
+        """``{"flops": share removed, "params": share removed}`` if ``ratios`` were applied."""
+        plan = self.plan_for_ratios(ratios)
+        return {"flops": self.pruned_flops_of(plan), "params": 1.0 - self.params(plan) / self.params()}
+
     def pruned_flops_of(self, plan):
         base = self.flops()
         return 0.0 if base == 0 else 1.0 - self.flops(plan) / base
@@ -390,6 +402,12 @@ class FilterPruner:
             if hi - lo < tol:
                 break
         return hi
+
+
+def sensitive(model, inputs, eval_func=None, sen_file=None, criterion="l1_norm", **kwargs):
+    """Functional form of :meth:`FilterPruner.sensitive` for ``model`` traced at ``inputs``."""
+    pruner = type("Pruner", (FilterPruner,), {"criterion": criterion})(model, inputs)
+    return pruner.sensitive(eval_func=eval_func, sen_file=sen_file, **kwargs)
 
 
 def apply_records(model, inputs, records):
