@@ -35,10 +35,11 @@ def progress_bar(total, desc):
 
 
 def use_all_cores():
-    """Paddle sets OMP_NUM_THREADS=1 on import unless set; give its CPU math the machine's cores."""
-    if "OMP_NUM_THREADS" not in os.environ or os.environ.get("PADDLEPRUNE_THREADS"):
-        n = int(os.environ.get("PADDLEPRUNE_THREADS", os.cpu_count() or 1))
-        paddle.base.core.set_num_threads(n)
+    """Paddle sets OMP_NUM_THREADS=1 on import unless the user set it; unless they did
+    (seen before paddle was imported, or PADDLEPRUNE_THREADS), use all cores for CPU math."""
+    import paddleprune
+    wanted = os.environ.get("PADDLEPRUNE_THREADS") or paddleprune.USER_OMP_NUM_THREADS
+    paddle.base.core.set_num_threads(int(wanted) if wanted else (os.cpu_count() or 1))
 
 
 def relative_loss(base, value):

@@ -1,0 +1,192 @@
+"""Export a dygraph network for deployment: Paddle Inference (PIR ``model.json``) and ONNX."""
+import contextlib
+import io
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+
+from paddleprune.deploy.common import (MODEL_FILENAME, ONNX_FILENAME, check_input_shape, check_net,
+                                       default_mode, inference_files, require)
+from paddleprune.errors import InvalidParameterError, UnsupportedOpError
+from paddleprune.utils.atomic import atomic_open
+
+logger = logging.getLogger(__name__)
+
+_PREFIX = os.path.splitext(MODEL_FILENAME)[0]  # "model": jit.save writes model.json + model.pdiparams
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[[A-Z]+\]\s*")
+
+
+@contextlib.contextmanager
+def preserved_layer_state(net):
+    """Put ``net`` in eval mode; afterwards restore every sublayer's training flag and the
+    instance's ``forward`` attribute (``paddle.jit.to_static`` may replace it on the instance)."""
+    flags = [(layer, layer.training) for layer in net.sublayers(include_self=True)]
+    had_forward = "forward" in net.__dict__
+    saved_forward = net.__dict__.get("forward")
+    net.eval()
+    try:
+        yield net
+    finally:
+        for layer, training in flags:
+            layer.training = training
+        if had_forward:
+            net.__dict__["forward"] = saved_forward
+        else:
+            net.__dict__.pop("forward", None)
+
+
+def _move_into(tmp, save_dir):
+    """Move the files of ``tmp`` into ``save_dir``: a rename of the whole folder when ``save_dir``
+    does not exist yet, else one ``os.replace`` per file (other files in ``save_dir`` stay)."""
+    if not os.path.exists(save_dir):
+        os.chmod(tmp, default_mode())  # mkdtemp makes it 0o700
+        os.replace(tmp, save_dir)
+        return
+    if not os.path.isdir(save_dir):
+        raise InvalidParameterError(f"export_inference_model: 'save_dir' {save_dir!r} exists and is not a directory.")
+    for name in sorted(os.listdir(tmp)):  # model.json before model.pdiparams
+        os.replace(os.path.join(tmp, name), os.path.join(save_dir, name))
+    os.rmdir(tmp)
+
+
+def export_inference_model(net, save_dir, input_shape, input_name="image"):
+    """Save ``net`` for Paddle Inference as ``save_dir/model.json`` + ``model.pdiparams``.
+
+    The network is traced in eval mode with ``paddle.jit.save`` into a temporary folder next
+    to ``save_dir``, which is then renamed into place, so an interrupted export never leaves
+    half-written files. Afterwards every sublayer's training flag is what it was and
+    ``net.forward`` is the original bound method (no ``StaticFunction`` left on the instance).
+
+    Parameters
+    ----------
+    net : paddle.nn.Layer
+        The dygraph network (pruned or not). Its ``forward`` must take one tensor.
+    save_dir : str or os.PathLike
+        Output directory; created if missing. Other files in it are kept, an older
+        ``model.json`` / ``model.pdiparams`` are replaced.
+    input_shape : sequence of int
+        Input shape, e.g. ``[1, 3, 224, 224]``; ``None`` or ``-1`` marks a dynamic dimension.
+    input_name : str, default 'image'
+        Name of the input tensor in the exported program.
+
+    Returns
+    -------
+    str
+        ``save_dir``.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``net`` is not a Layer, ``input_shape`` is malformed, ``input_name`` is not an
+        identifier or ``save_dir`` is an existing file.
+    """
+    owner = "export_inference_model"
+    check_net(owner, net)
+    shape = check_input_shape(owner, input_shape, allow_dynamic=True)
+    if not isinstance(input_name, str) or not input_name.isidentifier():
+        raise InvalidParameterError(f"{owner}: 'input_name' must be an identifier string; got {input_name!r}.")
+    if not isinstance(save_dir, (str, os.PathLike)):
+        raise InvalidParameterError(f"{owner}: 'save_dir' must be a path; got {type(save_dir).__name__}.")
+    save_dir = os.path.abspath(os.fspath(save_dir))
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise InvalidParameterError(f"{owner}: 'save_dir' {save_dir!r} exists and is not a directory.")
+    parent = os.path.dirname(save_dir)
+    os.makedirs(parent, exist_ok=True)
+
+    import paddle
+    from paddle.static import InputSpec
+
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(save_dir) + ".export-", dir=parent)
+    try:
+        with preserved_layer_state(net):
+            paddle.jit.save(net, os.path.join(tmp, _PREFIX),
+                            input_spec=[InputSpec(shape, "float32", input_name)])
+        inference_files(owner, tmp)  # jit.save must have written both files
+        _move_into(tmp, save_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("exported %s (input %s %s) to %s", type(net).__name__, input_name, shape, save_dir)
+    return save_dir
+
+
+def _import_paddle2onnx(owner):
+    with warnings.catch_warnings():  # paddle2onnx imports paddle.utils.cpp_extension, which warns about ccache
+        warnings.simplefilter("ignore")
+        return require("paddle2onnx", owner)
+
+
+def convert_to_onnx_bytes(model_file, params_file, opset=13, owner="export_onnx"):
+    """Run paddle2onnx in this process and return the serialized ONNX model.
+
+    paddle2onnx reports a failed conversion by printing and calling ``sys.exit``; that is
+    turned into an :class:`UnsupportedOpError` carrying its message. Its optimisation step
+    is skipped: the polygraphy one sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1`` in the environment
+    and pip-installs packages, and ONNX Runtime folds constants itself.
+    """
+    p2o = _import_paddle2onnx(owner)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            data = p2o.export(model_file, params_file, save_file=None, opset_version=opset,
+                              auto_upgrade_opset=True, enable_onnx_checker=True)
+    except SystemExit:
+        data = None
+    text = _ANSI.sub("", log.getvalue()).strip()
+    if text:
+        logger.debug("paddle2onnx: %s", text)
+    if not data:
+        errors = [line for line in text.splitlines() if "[ERROR]" in line or "Hint" in line] or [text]
+        raise UnsupportedOpError(
+            f"{owner}: paddle2onnx {getattr(p2o, '__version__', '?')} could not convert {model_file!r}: "
+            + " ".join(_STAMP.sub("", e.strip()) for e in errors if e.strip())
+            + " (interpolate with scale_factor is a known cause; use size=[H, W] instead).")
+    return data
+
+
+def export_onnx(save_dir, onnx_path=None, opset=13):
+    """Convert an exported model (``model.json`` + ``model.pdiparams``) to ONNX with paddle2onnx.
+
+    Parameters
+    ----------
+    save_dir : str or os.PathLike
+        A directory written by :func:`export_inference_model`.
+    onnx_path : str or os.PathLike, optional
+        Output file; default ``save_dir/model.onnx``. Written atomically.
+    opset : int, default 13
+        ONNX opset; paddle2onnx raises it by itself when an operator needs a newer one.
+
+    Returns
+    -------
+    str
+        The path of the ONNX file.
+
+    Raises
+    ------
+    DataNotFoundError
+        If ``save_dir`` or one of its two files is missing.
+    InvalidParameterError
+        If ``opset`` is not an int in [7, 21].
+    ImportError
+        If paddle2onnx is not installed (``pip install paddle2onnx onnxruntime``).
+    UnsupportedOpError
+        If paddle2onnx cannot convert the program; the message carries its error.
+    """
+    owner = "export_onnx"
+    model_file, params_file = inference_files(owner, save_dir)
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 7 <= opset <= 21:
+        raise InvalidParameterError(f"{owner}: 'opset' must be an int in [7, 21]; got {opset!r}.")
+    onnx_path = os.path.join(os.fspath(save_dir), ONNX_FILENAME) if onnx_path is None else os.fspath(onnx_path)
+    data = convert_to_onnx_bytes(model_file, params_file, opset, owner)
+    with atomic_open(onnx_path, "wb") as f:
+        f.write(data)
+    os.chmod(onnx_path, default_mode(0o666))  # the temp file behind atomic_open is 0o600
+    logger.info("wrote %s (%.2f MB)", onnx_path, len(data) / 2 ** 20)
+    return onnx_path
+
+
+__all__ = ["export_inference_model", "export_onnx", "preserved_layer_state"]
