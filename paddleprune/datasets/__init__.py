@@ -1,0 +1,5 @@
+"""Data set readers in PaddleX formats and the embedded demo data builders."""
+from paddleprune.datasets import demo
+from paddleprune.datasets.imagenet import ImageNet
+
+__all__ = ["ImageNet", "demo"]

@@ -1,0 +1,163 @@
+"""Embedded demo data sets, built offline and deterministically from scikit-learn's bundled data.
+
+:func:`classification` turns the 1,797 handwritten digits of
+:func:`sklearn.datasets.load_digits` (8x8, 10 classes) into 32x32 colour PNGs in the
+PaddleX ImageNet-list layout::
+
+    <cache>/demo_cls/
+        images/<class name>/<id>.png
+        train_list.txt   "images/three/00003.png 3" per line
+        val_list.txt
+        labels.txt       one class name per line; line number (from 0) = label id
+
+Each digit is upscaled to a random size, rotated, coloured and blended over a random
+crop of one of scikit-learn's two sample photos, with pixel noise, so the task needs a
+real (small) CNN but is far from saturated after a few epochs. Everything comes from
+one fixed seed; the same library versions give byte-identical files.
+"""
+import logging
+import os
+
+import cv2
+import numpy as np
+
+from paddleprune.datasets.cache import materialise
+from paddleprune.errors import DataFormatError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["classification", "CLS_CLASS_NAMES", "CLS_BUILDER_VERSION"]
+
+CLS_BUILDER_VERSION = 1
+CLS_CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_CLS_CONFIG = {
+    "seed": 20240517,
+    "image_size": 32,
+    "digit_size": [14, 26],      # side of the upscaled digit, pixels (inclusive range)
+    "rotation_deg": 20.0,
+    "background_crop": [40, 200],  # side of the photo crop shrunk to image_size
+    "background_contrast": 1.0,  # background pixels pulled towards their mean by this factor
+    "opacity": [0.6, 1.0],
+    "min_contrast": 60.0,        # luma gap digit colour vs background under it
+    "noise_std": 8.0,
+    "val_fraction": 0.2,
+}
+
+
+def _background(rng, photos, size, crop_range, contrast):
+    photo = photos[int(rng.integers(len(photos)))]
+    h, w = photo.shape[:2]
+    side = int(rng.integers(crop_range[0], crop_range[1] + 1))
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+    crop = photo[top:top + side, left:left + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    bg = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    mean = bg.mean(axis=(0, 1), keepdims=True)
+    return mean + (bg - mean) * np.float32(contrast)
+
+
+def _glyph_alpha(rng, digit, cfg):
+    """Place the 8x8 digit (values 0..16) on an ``image_size`` canvas; return alpha in [0, 1]."""
+    size = cfg["image_size"]
+    side = int(rng.integers(cfg["digit_size"][0], cfg["digit_size"][1] + 1))
+    glyph = cv2.resize((digit / 16.0).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    angle = float(rng.uniform(-cfg["rotation_deg"], cfg["rotation_deg"]))
+    top = int(rng.integers(0, size - side + 1))
+    left = int(rng.integers(0, size - side + 1))
+    centre = (left + side / 2.0, top + side / 2.0)
+    canvas = np.zeros((size, size), np.float32)
+    canvas[top:top + side, left:left + side] = glyph
+    rot = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    canvas = cv2.warpAffine(canvas, rot, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return np.clip(canvas, 0.0, 1.0)
+
+
+def _luma(rgb):
+    return float(rgb[..., 0].mean() * 0.299 + rgb[..., 1].mean() * 0.587 + rgb[..., 2].mean() * 0.114)
+
+
+def _render(rng, digit, photos, cfg):
+    """Return one ``size x size x 3`` RGB uint8 image of ``digit``."""
+    size = cfg["image_size"]
+    bg = _background(rng, photos, size, cfg["background_crop"], cfg["background_contrast"])
+    alpha = _glyph_alpha(rng, digit, cfg) * float(rng.uniform(*cfg["opacity"]))
+    colour = rng.integers(0, 256, size=3).astype(np.float32)
+    under = bg[alpha > 0.3] if np.any(alpha > 0.3) else bg.reshape(-1, 3)
+    bg_luma = _luma(under)
+    if abs(_luma(colour) - bg_luma) < cfg["min_contrast"]:
+        # push the colour away from the background: darker on bright, brighter on dark
+        colour = colour * 0.3 if bg_luma > 127.5 else 255.0 - (255.0 - colour) * 0.3
+    a = alpha[:, :, None]
+    img = bg * (1.0 - a) + colour[None, None, :] * a
+    img += rng.normal(0.0, cfg["noise_std"], size=img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _split(rng, targets, val_fraction):
+    """Stratified split; return sorted train and val index arrays."""
+    train, val = [], []
+    for c in np.unique(targets):
+        idx = np.flatnonzero(targets == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = int(round(len(idx) * val_fraction))
+        val.extend(idx[:n_val].tolist())
+        train.extend(idx[n_val:].tolist())
+    return sorted(train), sorted(val)
+
+
+def _build_cls(folder):
+    from sklearn.datasets import load_digits, load_sample_images  # bundled with scikit-learn
+
+    cfg = _CLS_CONFIG
+    digits = load_digits()
+    photos = [np.asarray(im) for im in load_sample_images().images]  # RGB uint8
+    rng = np.random.default_rng(cfg["seed"])
+    for name in CLS_CLASS_NAMES:
+        os.makedirs(os.path.join(folder, "images", name))
+    relpaths = []
+    for i, (digit, target) in enumerate(zip(digits.images, digits.target)):
+        rgb = _render(rng, digit, photos, cfg)
+        rel = f"images/{CLS_CLASS_NAMES[int(target)]}/{i:05d}.png"
+        ok, buf = cv2.imencode(".png", rgb[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:  # pragma: no cover - OpenCV always encodes a small uint8 image
+            raise DataFormatError("OpenCV could not encode the generated image", os.path.join(folder, rel))
+        with open(os.path.join(folder, rel), "wb") as f:
+            f.write(buf.tobytes())
+        relpaths.append(rel)
+    train, val = _split(rng, digits.target, cfg["val_fraction"])
+    for fname, idx in (("train_list.txt", train), ("val_list.txt", val)):
+        with open(os.path.join(folder, fname), "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{relpaths[i]} {int(digits.target[i])}\n" for i in idx)
+    with open(os.path.join(folder, "labels.txt"), "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(name + "\n" for name in CLS_CLASS_NAMES)
+    return {"num_images": len(relpaths), "num_train": len(train), "num_val": len(val),
+            "num_classes": len(CLS_CLASS_NAMES), "source": "sklearn.datasets.load_digits + load_sample_images"}
+
+
+def classification(cache_dir=None, force=False):
+    """Build (once) the demo classification set and return its folder.
+
+    Parameters
+    ----------
+    cache_dir : str or os.PathLike, optional
+        Cache root; default ``$PADDLEPRUNE_CACHE`` or ``~/.cache/paddleprune``. The set is
+        written to ``<cache_dir>/demo_cls``.
+    force : bool
+        Rebuild even if a complete, current copy exists.
+
+    Returns
+    -------
+    str
+        Folder holding ``images/``, ``train_list.txt``, ``val_list.txt`` and ``labels.txt``
+        (1,797 32x32 PNGs, 10 classes, stratified 80/20 split: 1,438 train, 359 val).
+
+    Examples
+    --------
+    >>> from paddleprune.datasets import ImageNet, demo
+    >>> root = demo.classification()
+    >>> train = ImageNet(root, 'train_list.txt', 'labels.txt')  # list paths may be relative to root
+    """
+    return materialise("demo_cls", CLS_BUILDER_VERSION, _CLS_CONFIG, _build_cls,
+                       cache_dir=cache_dir, force=force)
