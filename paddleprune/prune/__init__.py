@@ -17,3 +17,11 @@ __all__ = [
     "OptSlimFilterPruner", "PruningWarning", "apply_records", "sensitive", "get_ratios_by_loss",
     "round_to", "search_loss_threshold", "load_sensitivities", "merge_sensitive", "save_sensitivities",
 ]
+
+# Static (legacy-IR Program) API of seed 002. ``flops`` and ``sensitivity`` are the
+# functions, not the submodules ``flops.py`` / ``static_sensitivity.py``.
+from paddleprune.prune.static_pruner import Pruner, restore_scope  # noqa: E402
+from paddleprune.prune.static_flops import flops, program_flops  # noqa: E402
+from paddleprune.prune.static_sensitivity import sensitivity  # noqa: E402
+
+__all__ += ["Pruner", "restore_scope", "flops", "program_flops", "sensitivity"]

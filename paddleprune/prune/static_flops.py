@@ -1,0 +1,93 @@
+"""FLOPs of a static Program (or a dygraph Layer), with the convention of
+:mod:`paddleprune.prune.flops`: 2 x multiply-accumulates of every conv,
+depthwise conv, transposed conv and fc (``mul`` / ``matmul(_v2)`` with a
+parameter weight), per sample (the batch axis does not count). Bias adds,
+batch norm, activations and pooling are not counted. The same architecture
+gives the same number as :func:`~paddleprune.prune.dygraph_flops`.
+"""
+import logging
+import math
+
+import paddle
+
+from paddleprune.errors import InvalidParameterError
+from paddleprune.prune.flops import dygraph_flops
+from paddleprune.prune.static_pruner import check_program
+from paddleprune.prune.static_ops import CONV_OPS, CONV_TRANSPOSE_OPS, FC_OPS, forward_ops
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["flops", "program_flops"]
+
+
+def _shape(block, name):
+    var = block._find_var_recursive(name)
+    return [int(d) for d in var.shape]
+
+
+def program_flops(program, detail=False):
+    """FLOPs of a legacy-IR Program per sample; with ``detail``, ``(total, {weight: flops})``."""
+    check_program(program, "flops")
+    with paddle.pir_utils.OldIrGuard():
+        block = program.global_block()
+        params = {p.name for p in block.all_parameters()}
+        per_weight = {}
+        for _, op in forward_ops(block):
+            if op.type in CONV_OPS | CONV_TRANSPOSE_OPS:
+                weight = op.input("Filter")[0]
+                if weight not in params:
+                    continue
+                spatial = _shape(block, op.input("Input")[0] if op.type in CONV_TRANSPOSE_OPS
+                                 else op.output("Output")[0])[2:]
+                if any(d <= 0 for d in spatial):
+                    raise InvalidParameterError(
+                        f"flops: the spatial size of {op.type} with filter {weight} is unknown ({spatial}); "
+                        f"build the program with a fixed input size such as [None, 3, 224, 224].")
+                positions = math.prod(spatial)
+            elif op.type in FC_OPS:
+                weight = op.input("Y")[0]
+                if weight not in params or len(_shape(block, weight)) != 2:
+                    continue
+                xs = _shape(block, op.input("X")[0])
+                if op.type == "mul":
+                    rows = xs[1:int(op.attr("x_num_col_dims"))]
+                else:
+                    rows = xs[1:-1]
+                if any(d <= 0 for d in rows):
+                    raise InvalidParameterError(f"flops: the input of {op.type} with weight {weight} has "
+                                                f"unknown sizes {xs}.")
+                positions = math.prod(rows)
+            else:
+                continue
+            per_weight[weight] = per_weight.get(weight, 0) + 2 * math.prod(_shape(block, weight)) * positions
+    total = sum(per_weight.values())
+    return (total, per_weight) if detail else total
+
+
+def flops(model, inputs=None, detail=False):
+    """FLOPs (2 x MACs of conv and fc layers, per sample) of a Program or a Layer.
+
+    Parameters
+    ----------
+    model : paddle.static.Program or paddle.nn.Layer
+        A legacy-IR Program (its var descs give the shapes), or a dygraph Layer.
+    inputs : list of int, optional
+        Input shape for a Layer, e.g. ``[1, 3, 224, 224]``; not used for a Program.
+    detail : bool
+        Also return ``{weight name: FLOPs}``.
+
+    Returns
+    -------
+    int or (int, dict)
+
+    Raises
+    ------
+    InvalidParameterError
+        For a PIR program, a Layer without ``inputs``, or unknown spatial sizes.
+    """
+    if isinstance(model, paddle.nn.Layer):
+        if inputs is None:
+            raise InvalidParameterError("flops: a paddle.nn.Layer needs 'inputs', an input shape such as "
+                                        "[1, 3, 224, 224].")
+        return dygraph_flops(model, inputs, detail=detail)
+    return program_flops(model, detail=detail)
