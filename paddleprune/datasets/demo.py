@@ -40,6 +40,7 @@ _CLS_CONFIG = {
     "opacity": [0.6, 1.0],
     "min_contrast": 60.0,        # luma gap digit colour vs background under it
     "noise_std": 8.0,
+    "light_digit_prob": None,    # None: any polarity; p: light-on-dark with probability p
     "val_fraction": 0.2,
 }
 
@@ -84,11 +85,17 @@ def _render(rng, digit, photos, cfg):
     bg = _background(rng, photos, size, cfg["background_crop"], cfg["background_contrast"])
     alpha = _glyph_alpha(rng, digit, cfg) * float(rng.uniform(*cfg["opacity"]))
     colour = rng.integers(0, 256, size=3).astype(np.float32)
+    polarity = cfg["light_digit_prob"] is not None
+    light = polarity and rng.random() < cfg["light_digit_prob"]  # no draw when None: same images as before
+    if polarity:
+        # light digit on a darkened background, or dark digit on a lightened one
+        bg = bg * 0.5 if light else 255.0 - (255.0 - bg) * 0.5
     under = bg[alpha > 0.3] if np.any(alpha > 0.3) else bg.reshape(-1, 3)
     bg_luma = _luma(under)
-    if abs(_luma(colour) - bg_luma) < cfg["min_contrast"]:
+    if abs(_luma(colour) - bg_luma) < cfg["min_contrast"] or (polarity and (_luma(colour) > bg_luma) != light):
         # push the colour away from the background: darker on bright, brighter on dark
-        colour = colour * 0.3 if bg_luma > 127.5 else 255.0 - (255.0 - colour) * 0.3
+        dark = (not light) if polarity else bg_luma > 127.5
+        colour = colour * 0.3 if dark else 255.0 - (255.0 - colour) * 0.3
     a = alpha[:, :, None]
     img = bg * (1.0 - a) + colour[None, None, :] * a
     img += rng.normal(0.0, cfg["noise_std"], size=img.shape)

@@ -1,0 +1,348 @@
+"""``BaseTask``: the PaddleX 1.x model API (``train``, ``evaluate``, save/load) for every task.
+
+A task supplies hooks only: ``build_net``, ``compute_loss``, ``make_metric`` (primary key
+first), ``default_transforms``, ``input_shape_of``; the train loop (``tasks/trainer.py``)
+never checks which task it runs.
+"""
+import inspect
+import logging
+
+import paddle
+
+from paddleprune.errors import InvalidParameterError, NotTrainedError
+from paddleprune.tasks.params import check_train_args
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BaseTask"]
+
+
+class BaseTask:
+    """Base of the task models (``paddleprune.cls.MobileNetV2`` ...).
+
+    The constructor only validates and stores its arguments; the network is built by
+    ``train()`` or :func:`paddleprune.load_model`. After that, ``net`` holds it.
+
+    Attributes
+    ----------
+    net : paddle.nn.Layer or None
+    labels : list of str or None
+        Class names, from the training set.
+    status : {'Normal', 'Prune'}
+    completed_epochs : int
+    train_transforms, eval_transforms : Compose or None
+    input_shape : list of int or None
+        ``[1, C, H, W]`` of one transformed sample (used to trace the network).
+    prune_info : dict or None
+        For a pruned model: ``input_shape``, ``records``, ``sensitivities_file``, ``eval_metric_loss``.
+    eval_metrics : OrderedDict or None
+        The last evaluation during ``train()``.
+    """
+
+    #: PaddleX ``model_type`` written to model.yml
+    model_type = None
+    net = None
+    labels = None
+    status = "Normal"
+    completed_epochs = 0
+    train_transforms = None
+    eval_transforms = None
+    input_shape = None
+    prune_info = None
+    eval_metrics = None
+
+    def __init__(self, num_classes=1000):
+        self.num_classes = num_classes
+
+    # -- parameters -------------------------------------------------------------------
+    def get_params(self):
+        """``{argument: value}`` for every constructor argument (written to ``model.yml``)."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name, p in sig.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    # -- hooks ------------------------------------------------------------------------
+    def build_net(self):
+        """Return a new network (``paddle.nn.Layer``) for the constructor arguments."""
+        raise NotImplementedError
+
+    def compute_loss(self, outputs, labels):
+        """Return the scalar training loss (a Tensor) of one batch."""
+        raise NotImplementedError
+
+    def make_metric(self, keep_details=False):
+        """Return a metric with ``update(outputs, labels)``, ``accumulate()`` -> OrderedDict
+        (primary key first) and ``details()``."""
+        raise NotImplementedError
+
+    def default_transforms(self, mode):
+        """Transforms used when a data set has none; ``mode`` is 'train' or 'eval'."""
+        raise NotImplementedError
+
+    def eval_transforms_from(self, train_transforms):
+        """Deterministic transforms matching ``train_transforms`` (when there is no eval set)."""
+        return self.default_transforms("eval")
+
+    def build_transforms(self, config_list):
+        """Rebuild transforms from their ``model.yml`` config."""
+        raise NotImplementedError
+
+    def input_shape_of(self, dataset):
+        """``[1, C, H, W]`` of one transformed sample of ``dataset``."""
+        image = dataset[0][0]
+        return [1] + [int(d) for d in image.shape]
+
+    def split_batch(self, batch):
+        """``(network inputs, labels)`` from one DataLoader batch."""
+        return batch[0], batch[1]
+
+    def step_metrics(self, outputs, labels):
+        """Extra scalars logged with the loss during training (e.g. ``acc1``)."""
+        return {}
+
+    def check_labels(self, owner, labels):
+        """Check the training set's class names against the model (e.g. ``num_classes``)."""
+
+    def sensitivity_key(self):
+        """Key of the bundled ``'DEFAULT'`` sensitivities: class name, plus ``_<backbone>``."""
+        backbone = getattr(self, "backbone", None)
+        return type(self).__name__ + (f"_{backbone}" if backbone else "")
+
+    # -- training ---------------------------------------------------------------------
+    def train(self, num_epochs, train_dataset, train_batch_size=64, eval_dataset=None, save_interval_epochs=1,
+              log_interval_steps=2, save_dir="output", pretrain_weights=None, optimizer=None,
+              learning_rate=0.025, warmup_steps=0, warmup_start_lr=0.0, lr_decay_epochs=(30, 60, 90),
+              lr_decay_gamma=0.1, use_vdl=False, sensitivities_file=None, eval_metric_loss=0.05,
+              early_stop=False, early_stop_patience=5, resume_checkpoint=None):
+        """Train the model, optionally pruning it first (PaddleX 1.3 signature).
+
+        Order: build the network, load ``pretrain_weights``, prune with
+        ``sensitivities_file`` / ``eval_metric_loss`` (FLOPs are logged before and
+        after), or instead restore ``resume_checkpoint``, then make a fresh optimizer
+        and run the epochs. Every ``save_interval_epochs`` and at the last epoch the
+        model is evaluated (if ``eval_dataset``) and saved to ``save_dir/epoch_N``;
+        the best by the primary metric is copied to ``save_dir/best_model``.
+
+        Parameters
+        ----------
+        num_epochs : int
+            Epochs to train (in total, counting those of ``resume_checkpoint``).
+        train_dataset : Dataset
+            E.g. :class:`paddleprune.datasets.ImageNet`; its ``transforms`` are used (the
+            task's defaults when None) and its ``labels`` are stored with the model.
+        train_batch_size : int
+            Batch size; the last partial batch of an epoch is dropped.
+        eval_dataset : Dataset, optional
+            Evaluated at each save; its transforms are saved for ``predict``.
+        save_interval_epochs : int
+            Evaluate and save every this many epochs.
+        log_interval_steps : int
+            Log loss, metrics, learning rate, speed and ETA every this many steps.
+        save_dir : str
+            Output folder (``epoch_N``, ``best_model``, ``vdl_log``).
+        pretrain_weights : str, optional
+            None (random init) or a model folder saved by ``train()`` (a pruned one has
+            its record replayed first), or a ``.pdparams`` file. PaddleX names such as
+            ``'IMAGENET'`` are refused: nothing can be downloaded.
+        optimizer : paddle.optimizer.Optimizer or callable, optional
+            Default: Momentum 0.9, L2 1e-4, piecewise decay. A callable gets the
+            trainable parameters after pruning and returns an optimizer; an instance must
+            be over this network's current parameters. An LR scheduler it holds is
+            stepped every iteration.
+        learning_rate : float
+        warmup_steps : int
+            Linear warmup from ``warmup_start_lr`` over this many steps.
+        warmup_start_lr : float
+        lr_decay_epochs : list of int
+            Epochs at which the learning rate is multiplied by ``lr_decay_gamma``.
+        lr_decay_gamma : float
+        use_vdl : bool
+            Write VisualDL scalars to ``save_dir/vdl_log``.
+        sensitivities_file : str, optional
+            None (no pruning), a file from :func:`paddleprune.slim.cal_params_sensitivities`,
+            or ``'DEFAULT'`` (the bundled file for this model, if any).
+        eval_metric_loss : float
+            Tolerated relative metric loss per layer, in (0, 1); picks the ratios.
+        early_stop : bool
+            Stop when the primary metric has not improved by 1e-4 for
+            ``early_stop_patience`` evaluations.
+        early_stop_patience : int
+        resume_checkpoint : str, optional
+            An ``epoch_N`` folder: its pruning record, weights and optimizer state are
+            restored and training continues at epoch N+1.
+
+        Raises
+        ------
+        InvalidParameterError
+            An argument out of range (``"MobileNetV2.train: 'eval_metric_loss' must be a
+            number in (0, 1); got 1.5."``), weights that do not fit, a refused optimizer.
+        DataNotFoundError
+            A path that does not exist.
+        """
+        owner = f"{type(self).__name__}.train"
+        args = check_train_args(owner, {
+            "num_epochs": num_epochs, "train_dataset": train_dataset, "train_batch_size": train_batch_size,
+            "eval_dataset": eval_dataset, "save_interval_epochs": save_interval_epochs,
+            "log_interval_steps": log_interval_steps, "save_dir": save_dir, "pretrain_weights": pretrain_weights,
+            "optimizer": optimizer, "learning_rate": learning_rate, "warmup_steps": warmup_steps,
+            "warmup_start_lr": warmup_start_lr, "lr_decay_epochs": lr_decay_epochs,
+            "lr_decay_gamma": lr_decay_gamma, "use_vdl": use_vdl, "sensitivities_file": sensitivities_file,
+            "eval_metric_loss": eval_metric_loss, "early_stop": early_stop,
+            "early_stop_patience": early_stop_patience, "resume_checkpoint": resume_checkpoint})
+        from paddleprune.tasks.trainer import fit
+        fit(self, args)
+
+    # -- evaluation -------------------------------------------------------------------
+    def _check_net(self, owner):
+        if self.net is None:
+            raise NotTrainedError(f"{owner}: the model has no network yet; call train() or use "
+                                  "paddleprune.load_model(dir).")
+
+    def evaluate(self, eval_dataset, batch_size=1, return_details=False):
+        """Evaluate on ``eval_dataset``.
+
+        Parameters
+        ----------
+        eval_dataset : Dataset
+            Its transforms are used (the model's ``eval_transforms`` when None).
+        batch_size : int
+        return_details : bool
+            Also return the per-sample details (task specific).
+
+        Returns
+        -------
+        OrderedDict or (OrderedDict, dict)
+            Metrics, primary first (``acc1`` for classifiers).
+
+        Raises
+        ------
+        NotTrainedError
+            Before ``train()`` or ``load_model``.
+        """
+        from paddleprune.tasks.params import check_dataset, check_int
+        from paddleprune.tasks.progress import progress_bar
+        owner = f"{type(self).__name__}.evaluate"
+        self._check_net(owner)
+        check_dataset(owner, "eval_dataset", eval_dataset)
+        check_int(owner, "batch_size", batch_size, 1)
+        if hasattr(eval_dataset, "transforms") and eval_dataset.transforms is None:
+            if self.eval_transforms is None:
+                raise InvalidParameterError(f"{owner}: 'eval_dataset' has no transforms and the model has "
+                                            "no eval_transforms; give the data set transforms.")
+            eval_dataset.transforms = self.eval_transforms
+        loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, drop_last=False,
+                                      num_workers=0)
+        metric = self.make_metric(keep_details=return_details)
+        was_training = self.net.training
+        self.net.eval()
+        bar = progress_bar(len(loader), "eval")
+        try:
+            with paddle.no_grad():
+                for batch in loader:
+                    inputs, labels = self.split_batch(batch)
+                    metric.update(self.net(inputs), labels)
+                    bar.update(1)
+        finally:
+            bar.close()
+            self.net.train(was_training)
+        result = metric.accumulate()
+        return (result, metric.details()) if return_details else result
+
+    # -- saving -----------------------------------------------------------------------
+    def model_info(self, eval_metrics=None):
+        """The ``model.yml`` content for the current state."""
+        from paddleprune import __version__
+        info = {
+            "version": __version__,
+            "Model": type(self).__name__,
+            "_init_params": self.get_params(),
+            "_Attributes": {"model_type": self.model_type, "num_classes": self.num_classes,
+                            "labels": self.labels, "input_shape": self.input_shape,
+                            "eval_metrics": {k: float(v) for k, v in (eval_metrics or {}).items()
+                                             if isinstance(v, (int, float))}},
+            "Transforms": self.eval_transforms.to_config_list() if self.eval_transforms is not None else None,
+            "TrainTransforms": (self.train_transforms.to_config_list()
+                                if hasattr(self.train_transforms, "to_config_list") else None),
+            "completed_epochs": self.completed_epochs,
+            "status": self.status,
+        }
+        if self.status == "Prune":
+            info["prune"] = self.prune_info
+        return info
+
+    def restore_info(self, info):
+        """Set labels, transforms, status ... from a ``model.yml`` dict (used by ``load_model``)."""
+        attrs = info.get("_Attributes") or {}
+        self.labels = attrs.get("labels")
+        self.input_shape = attrs.get("input_shape")
+        self.eval_metrics = attrs.get("eval_metrics")
+        self.status = info["status"]
+        self.completed_epochs = info.get("completed_epochs", 0)
+        self.prune_info = info.get("prune")
+        if info.get("Transforms"):
+            self.eval_transforms = self.build_transforms(info["Transforms"])
+        if info.get("TrainTransforms"):
+            self.train_transforms = self.build_transforms(info["TrainTransforms"])
+
+    def save_model(self, save_dir):
+        """Save the network and ``model.yml`` to ``save_dir`` (atomically; no optimizer state).
+
+        Raises
+        ------
+        NotTrainedError
+            Before ``train()`` or ``load_model``.
+        """
+        from paddleprune.tasks.checkpoint import save_model_dir
+        self._check_net(f"{type(self).__name__}.save_model")
+        return save_model_dir(self, save_dir, eval_metrics=self.eval_metrics)
+
+    def export_inference_model(self, save_dir, fixed_input_shape=None):
+        """Export for Paddle Inference (``model.json``, ``model.pdiparams``) plus ``model.yml``
+        with ``status: Infer`` (pruned shapes are baked into the program).
+
+        Parameters
+        ----------
+        save_dir : str
+        fixed_input_shape : list of int, optional
+            ``[width, height]`` (PaddleX order); default: dynamic batch, height and width.
+
+        Returns
+        -------
+        str
+            ``save_dir``.
+
+        Raises
+        ------
+        NotTrainedError
+            Before ``train()`` or ``load_model``.
+        InvalidParameterError
+            A malformed ``fixed_input_shape``.
+        """
+        import os
+
+        import yaml
+
+        from paddleprune.deploy import export_inference_model
+        from paddleprune.tasks.checkpoint import to_plain
+        from paddleprune.tasks.params import check_int
+        from paddleprune.utils.atomic import atomic_write_text
+        owner = f"{type(self).__name__}.export_inference_model"
+        self._check_net(owner)
+        channels = self.input_shape[1] if self.input_shape else 3
+        if fixed_input_shape is None:
+            shape = [-1, channels, -1, -1]
+        else:
+            if not isinstance(fixed_input_shape, (list, tuple)) or len(fixed_input_shape) != 2:
+                raise InvalidParameterError(f"{owner}: 'fixed_input_shape' must be [width, height]; "
+                                            f"got {fixed_input_shape!r}.")
+            w, h = (check_int(owner, "fixed_input_shape", v, 1) for v in fixed_input_shape)
+            shape = [-1, channels, h, w]
+        export_inference_model(self.net, save_dir, shape)
+        info = self.model_info(self.eval_metrics)
+        info["status"] = "Infer"
+        info.pop("prune", None)
+        info["_Attributes"]["fixed_input_shape"] = list(fixed_input_shape) if fixed_input_shape else None
+        info["_ModelInputsOutputs"] = {"inputs": [["image", shape]], "outputs": ["logits"]}
+        atomic_write_text(os.path.join(os.fspath(save_dir), "model.yml"),
+                          yaml.safe_dump(to_plain(info), sort_keys=False))
+        return os.fspath(save_dir)
