@@ -5,18 +5,10 @@ import sys
 
 
 def _cmd_prune(args):
-    import paddle.vision.models as models
-
-    from paddleprune.prune import FilterPruner, count_params
-    from paddleprune.prune.pruner import L1NormFilterPruner
-    from paddleprune.prune import FPGMFilterPruner, L2NormFilterPruner
+    from paddleprune.prune import FilterPruner, FPGMFilterPruner, L1NormFilterPruner, L2NormFilterPruner, count_params
 
     pruners = {"l1_norm": L1NormFilterPruner, "l2_norm": L2NormFilterPruner, "fpgm": FPGMFilterPruner}
-    factory = getattr(models, args.model, None)
-    if factory is None or not callable(factory) or args.model[0].isupper():
-        names = sorted(n for n in models.__all__ if n[0].islower())
-        raise SystemExit(f"paddleprune prune: unknown model {args.model!r}; choose from {', '.join(names)}")
-    model = factory(num_classes=args.num_classes)
+    model = _build_net(args.model, args.num_classes)
     shape = [1, 3, args.input_size, args.input_size]
     pruner = pruners[args.criterion](model, shape)
     flops0, params0 = pruner.flops(), count_params(model)
@@ -57,9 +49,28 @@ def _cmd_demo(args):
     return _cmd_pipeline(args)
 
 
+def _build_net(name, num_classes):
+    """A registered paddleprune network or a paddle.vision.models constructor."""
+    from paddleprune.models import get_model, list_models
+    if name in list_models():
+        return get_model(name, num_classes=num_classes)
+    import paddle.vision.models as models
+    factory = getattr(models, name, None)
+    if factory is None or not callable(factory) or name[0].isupper():
+        names = sorted(n for n in models.__all__ if n[0].islower())
+        raise SystemExit(f"paddleprune: unknown model {name!r}; choose from {', '.join(list_models() + names)}")
+    return factory(num_classes=num_classes)
+
+
 def _cmd_visualize(args):
     from paddleprune.slim import visualize
-    png = visualize(args.sensitivities_file, args.save_dir, vdl_logdir=args.vdl_logdir)
+    cost_fn = None
+    if args.model:
+        from paddleprune.prune import L1NormFilterPruner
+        net = _build_net(args.model, args.num_classes)
+        cost_fn = L1NormFilterPruner(net, [1, 3, args.input_size, args.input_size]).cost_of
+    png = visualize(args.sensitivities_file, args.save_dir, cost_fn=cost_fn, model_name=args.model,
+                    vdl_logdir=args.vdl_logdir)
     print(f"wrote {png}")
     return 0
 
@@ -106,6 +117,11 @@ def build_parser():
     v.add_argument("sensitivities_file")
     v.add_argument("--save-dir", default=".")
     v.add_argument("--vdl-logdir", default=None, help="also write the curves as VisualDL scalars here")
+    v.add_argument("--model", default=None,
+                   help="the network the file was made for (registered name or paddle.vision constructor); "
+                        "adds the FLOPs- and params-removed curves")
+    v.add_argument("--num-classes", type=int, default=1000)
+    v.add_argument("--input-size", type=int, default=224)
     v.set_defaults(func=_cmd_visualize)
     return parser
 

@@ -115,7 +115,8 @@ def test_set_rng_validation():
 
 
 def test_compose_validation():
-    with pytest.raises(InvalidParameterError, match=r"Compose: 'transforms' must be a list of transforms; got Normalize"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"Compose: 'transforms' must be a list of transforms; got Normalize"):
         T.Compose(T.Normalize())
     with pytest.raises(InvalidParameterError, match=r"Compose: 'transforms' must hold at least one transform"):
         T.Compose([])
@@ -127,7 +128,8 @@ def test_compose_validation():
     pipe = T.Compose([T.Normalize()])
     with pytest.raises(InvalidParameterError, match=r"Compose: a sample must be a dict with an 'image' numpy array"):
         pipe({"img": np.zeros((2, 2, 3))})
-    with pytest.raises(InvalidParameterError, match=r"Compose: 'image' must be a 3-D H x W x C array; got shape \(2, 2\)"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"Compose: 'image' must be a 3-D H x W x C array; got shape \(2, 2\)"):
         pipe(np.zeros((2, 2)))
     with pytest.raises(InvalidParameterError, match=r"Compose: transform .* must return the sample dict; got NoneType"):
         T.Compose([lambda s: None])({"image": np.zeros((2, 2, 3))})

@@ -10,10 +10,14 @@ PaddleX ImageNet-list layout::
         val_list.txt
         labels.txt       one class name per line; line number (from 0) = label id
 
-Each digit is upscaled to a random size, rotated, coloured and blended over a random
-crop of one of scikit-learn's two sample photos, with pixel noise, so the task needs a
-real (small) CNN but is far from saturated after a few epochs. Everything comes from
-one fixed seed; the same library versions give byte-identical files.
+Each digit is upscaled to a random size (22-30 px), rotated, given a random light colour
+and blended over a darkened, low-contrast random crop of one of scikit-learn's two
+sample photos, with pixel noise. A MobileNetV2 x0.25 trained from scratch reaches about
+80% validation accuracy after 8 epochs (batch 32, Momentum lr 0.02) and keeps
+improving, so pruning losses stay visible. (Random digit polarity, i.e. dark-on-light
+and light-on-dark mixed, made from-scratch training stall for hundreds of steps, so
+``light_digit_prob`` is 1.) Everything comes from one fixed seed; the same library
+versions give byte-identical files.
 """
 import logging
 import os
@@ -33,14 +37,14 @@ CLS_CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven"
 _CLS_CONFIG = {
     "seed": 20240517,
     "image_size": 32,
-    "digit_size": [14, 26],      # side of the upscaled digit, pixels (inclusive range)
-    "rotation_deg": 20.0,
+    "digit_size": [22, 30],        # side of the upscaled digit, pixels (inclusive range)
+    "rotation_deg": 10.0,
     "background_crop": [40, 200],  # side of the photo crop shrunk to image_size
-    "background_contrast": 1.0,  # background pixels pulled towards their mean by this factor
-    "opacity": [0.6, 1.0],
-    "min_contrast": 60.0,        # luma gap digit colour vs background under it
-    "noise_std": 8.0,
-    "light_digit_prob": None,    # None: any polarity; p: light-on-dark with probability p
+    "background_contrast": 0.35,   # background pixels pulled towards their mean by this factor
+    "opacity": [0.9, 1.0],
+    "min_contrast": 100.0,         # luma gap digit colour vs background under it
+    "noise_std": 5.0,
+    "light_digit_prob": 1.0,       # None: any polarity; p: light-on-dark with probability p
     "val_fraction": 0.2,
 }
 
