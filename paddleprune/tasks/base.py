@@ -4,6 +4,7 @@ A task supplies hooks only: ``build_net``, ``compute_loss``, ``make_metric`` (pr
 first), ``default_transforms``, ``input_shape_of``; the train loop (``tasks/trainer.py``)
 never checks which task it runs.
 """
+import abc
 import inspect
 import logging
 
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["BaseTask"]
 
 
-class BaseTask:
+class BaseTask(abc.ABC):
     """Base of the task models (``paddleprune.cls.MobileNetV2`` ...).
 
     The constructor only validates and stores its arguments; the network is built by
@@ -62,30 +63,30 @@ class BaseTask:
                 if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
     # -- hooks ------------------------------------------------------------------------
+    @abc.abstractmethod
     def build_net(self):
         """Return a new network (``paddle.nn.Layer``) for the constructor arguments."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def compute_loss(self, outputs, labels):
         """Return the scalar training loss (a Tensor) of one batch."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def make_metric(self, keep_details=False):
         """Return a metric with ``update(outputs, labels)``, ``accumulate()`` -> OrderedDict
         (primary key first) and ``details()``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def default_transforms(self, mode):
         """Transforms used when a data set has none; ``mode`` is 'train' or 'eval'."""
-        raise NotImplementedError
 
     def eval_transforms_from(self, train_transforms):
         """Deterministic transforms matching ``train_transforms`` (when there is no eval set)."""
         return self.default_transforms("eval")
 
+    @abc.abstractmethod
     def build_transforms(self, config_list):
         """Rebuild transforms from their ``model.yml`` config."""
-        raise NotImplementedError
 
     def input_shape_of(self, dataset):
         """``[1, C, H, W]`` of one transformed sample of ``dataset``."""

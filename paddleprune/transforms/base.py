@@ -11,6 +11,7 @@ all of them one seeded generator (call it in a DataLoader ``worker_init_fn`` wit
 ``base_seed + worker_id`` so workers do not repeat each other); without a seed each
 transform lazily creates an unseeded generator.
 """
+import abc
 import copy
 import inspect
 import logging
@@ -85,16 +86,16 @@ def to_chw(image):
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
 
-class Transform:
+class Transform(abc.ABC):
     """Base class: ``__call__(sample) -> sample`` and ``to_config() -> {ClassName: {args}}``.
 
     Subclasses validate and store each constructor argument under its own name;
     :meth:`get_params` reads them back through the constructor signature.
     """
 
+    @abc.abstractmethod
     def __call__(self, sample):
         """Transform ``sample`` (a dict with at least ``'image'``) and return it."""
-        raise NotImplementedError
 
     def get_params(self):
         """Return the constructor arguments as a dict (copies, YAML-friendly).
