@@ -71,15 +71,10 @@ class Analysis:
         return self.sets.new(size, producer=producer, reason=reason)
 
     def _channels(self, layout):
-        return sum(self.sets.spaces[s].size for s in layout.spaces)
+        return self.sets.width(layout.spaces)
 
     def _segments(self, layout):
-        """(space, offset in channels) pairs of a layout."""
-        out, offset = [], 0
-        for s in layout.spaces:
-            out.append((s, offset))
-            offset += self.sets.spaces[s].size
-        return out
+        return self.sets.segments(layout.spaces)
 
     def _lay(self, value):
         return self.layout.get(value.id) if value.initialized() else None

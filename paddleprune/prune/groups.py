@@ -126,6 +126,18 @@ class SpaceSet:
         if rb in self.reason:
             self.reason.setdefault(ra, self.reason.pop(rb))
 
+    def width(self, spaces):
+        """Channels of spaces laid side by side."""
+        return sum(self.spaces[s].size for s in spaces)
+
+    def segments(self, spaces):
+        """``(space, channel offset)`` pairs of spaces laid side by side."""
+        out, offset = [], 0
+        for s in spaces:
+            out.append((s, offset))
+            offset += self.spaces[s].size
+        return out
+
     def attach(self, s, param, axis, offset=0, scale=1):
         self.spaces[s].members.append((param, axis, offset, scale))
 

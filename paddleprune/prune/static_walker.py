@@ -84,14 +84,10 @@ class StaticAnalysis:
         return self.param_src.get(name)
 
     def channels(self, layout):
-        return sum(self.sets.spaces[s].size for s in layout.spaces)
+        return self.sets.width(layout.spaces)
 
     def _segments(self, layout):
-        out, offset = [], 0
-        for s in layout.spaces:
-            out.append((s, offset))
-            offset += self.sets.spaces[s].size
-        return out
+        return self.sets.segments(layout.spaces)
 
     def _describe(self, space):
         prod = self.sets.spaces[space].producer
