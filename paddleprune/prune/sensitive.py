@@ -122,12 +122,17 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
     was_training = model.training
     model.eval()
     try:
-        for name, ratio in todo:
+        start = time.perf_counter()
+        for i, (name, ratio) in enumerate(todo, start=1):
             value = _evaluate_point(pruner, evaluator, name, ratio, method)
             table.setdefault(name, {})[ratio] = relative_loss(base, value)
             if sen_file is not None:
                 save_sensitivities(sen_file, table, full_meta)
             bar.update(1)
+            if bar.disable and (i % 10 == 0 or i == len(todo)):   # no bar in logs: say where we are
+                spent = time.perf_counter() - start
+                logger.info("sensitivity: %d/%d evaluations, %.0f s, about %.0f s to go", i, len(todo),
+                            spent, spent / i * (len(todo) - i))
             bar.set_postfix_str(f"{name} {ratio:.1f}: {table[name][ratio]:+.4f}")
     finally:
         bar.close()
