@@ -296,12 +296,8 @@ class Analysis:
             if sa[1] == 1 or sb[1] == 1:
                 self._set(out, la if sa[1] != 1 else lb)
                 return
-            sizes_a = [self.sets.spaces[s].size for s in la.spaces]
-            sizes_b = [self.sets.spaces[s].size for s in lb.spaces]
-            if sizes_a != sizes_b or la.scale != lb.scale:
+            if la.scale != lb.scale or not self.sets.tie_side_by_side(la.spaces, lb.spaces):
                 return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            for s1, s2 in zip(la.spaces, lb.spaces):
-                self.sets.tie(s1, s2)
             self._set(out, la)
             return
         lay, other = (la, b) if la is not None else (lb, a)
@@ -339,10 +335,8 @@ class Analysis:
             return self._set(op.result(0), Layout(spaces, lays[0].scale))
         first = lays[0]
         for lay in lays[1:]:
-            if [self.sets.spaces[s].size for s in lay.spaces] != [self.sets.spaces[s].size for s in first.spaces]:
+            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
                 return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            for s1, s2 in zip(first.spaces, lay.spaces):
-                self.sets.tie(s1, s2)
         self._set(op.result(0), first)
 
     def _reshape(self, op):

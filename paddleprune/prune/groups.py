@@ -138,6 +138,15 @@ class SpaceSet:
             offset += self.spaces[s].size
         return out
 
+    def tie_side_by_side(self, first, other):
+        """Tie two lists of side-by-side spaces pair by pair (an add of two concats).
+        Returns False, tying nothing, when their widths differ space by space."""
+        if [self.spaces[s].size for s in first] != [self.spaces[s].size for s in other]:
+            return False
+        for a, b in zip(first, other):
+            self.tie(a, b)
+        return True
+
     def attach(self, s, param, axis, offset=0, scale=1):
         self.spaces[s].members.append((param, axis, offset, scale))
 

@@ -260,11 +260,8 @@ class StaticAnalysis:
                 return self._unsupported(op, "operands of different rank")
             if sx[1] == 1 or sy[1] == 1:
                 return self._set(out, lx if sx[1] != 1 else ly)
-            if [self.sets.spaces[s].size for s in lx.spaces] != [self.sets.spaces[s].size for s in ly.spaces] \
-                    or lx.scale != ly.scale:
+            if lx.scale != ly.scale or not self.sets.tie_side_by_side(lx.spaces, ly.spaces):
                 return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            for a, b in zip(lx.spaces, ly.spaces):
-                self.sets.tie(a, b)
             return self._set(out, lx)
         if lx is None:                         # a constant or parameter on the left: same rank only
             if len(sx) != len(sy) or sx[1] == 1:
@@ -292,10 +289,8 @@ class StaticAnalysis:
             return self._unsupported(op, "an input without a channel layout")
         first = lays[0]
         for lay in lays[1:]:
-            if [self.sets.spaces[s].size for s in lay.spaces] != [self.sets.spaces[s].size for s in first.spaces]:
+            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
                 return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            for a, b in zip(first.spaces, lay.spaces):
-                self.sets.tie(a, b)
         self._set(self._out(op), first)
 
     def _concat(self, op):
@@ -310,10 +305,8 @@ class StaticAnalysis:
             return self._set(out, Layout(tuple(s for lay in lays for s in lay.spaces), lays[0].scale))
         first = lays[0]
         for lay in lays[1:]:
-            if [self.sets.spaces[s].size for s in lay.spaces] != [self.sets.spaces[s].size for s in first.spaces]:
+            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
                 return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            for a, b in zip(first.spaces, lay.spaces):
-                self.sets.tie(a, b)
         self._set(out, first)
 
     def _flatten(self, op):
