@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from train import INPUT_SIZE, default_decay_epochs, load_datasets
+from train import INPUT_SIZE, add_schedule_args, default_decay_epochs, load_datasets
 
 
 def parse_args(argv=None):
@@ -32,16 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--save_dir", default="output/mobilenetv2_prune",
                    help="output folder: epoch_N/, best_model/, vdl_log/ (default: %(default)s)")
     p.add_argument("--num_epochs", type=int, default=10, help="epochs to retrain (default: %(default)s)")
-    p.add_argument("--batch_size", type=int, default=32, help="training batch size (default: %(default)s)")
     p.add_argument("--learning_rate", type=float, default=0.01,
                    help="base learning rate, Momentum 0.9, no warm-up (default: %(default)s)")
-    p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
-                   help="epochs after which the learning rate is multiplied by 0.1; "
-                        "default: about 3/4 of the way and one epoch before the end")
-    p.add_argument("--train_subset", type=int, default=0,
-                   help="train on a fixed random sample of N training images (0 = all); for quick trials")
-    p.add_argument("--eval_subset", type=int, default=0,
-                   help="evaluate on a fixed random sample of N validation images (0 = all); for quick trials")
+    add_schedule_args(p)
     return p.parse_args(argv)
 
 

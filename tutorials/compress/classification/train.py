@@ -19,6 +19,18 @@ MODEL_KWARGS = {"scale": 0.25, "small_input": True}
 INPUT_SIZE = 32
 
 
+def add_schedule_args(p):
+    """Options train.py and mobilenetv2.py share: batch size, decay epochs, quick-trial subsets."""
+    p.add_argument("--batch_size", type=int, default=32, help="training batch size (default: %(default)s)")
+    p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
+                   help="epochs after which the learning rate is multiplied by 0.1; "
+                        "default: about 3/4 of the way and one epoch before the end")
+    p.add_argument("--train_subset", type=int, default=0,
+                   help="train on a fixed random sample of N training images (0 = all); for quick trials")
+    p.add_argument("--eval_subset", type=int, default=0,
+                   help="evaluate on a fixed random sample of N validation images (0 = all); for quick trials")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Stage 1: train MobileNetV2 (x0.25, 32x32 input) before pruning it. Offline: "
@@ -29,18 +41,11 @@ def parse_args(argv=None):
     p.add_argument("--save_dir", default="output/mobilenetv2",
                    help="output folder: epoch_N/, best_model/, vdl_log/ (default: %(default)s)")
     p.add_argument("--num_epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
-    p.add_argument("--batch_size", type=int, default=32, help="training batch size (default: %(default)s)")
     p.add_argument("--learning_rate", type=float, default=0.02,
                    help="base learning rate, Momentum 0.9 (default: %(default)s)")
     p.add_argument("--warmup_epochs", type=int, default=1,
                    help="linear warm-up from 0, in epochs (default: %(default)s)")
-    p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
-                   help="epochs after which the learning rate is multiplied by 0.1; "
-                        "default: about 3/4 of the way and one epoch before the end")
-    p.add_argument("--train_subset", type=int, default=0,
-                   help="train on a fixed random sample of N training images (0 = all); for quick trials")
-    p.add_argument("--eval_subset", type=int, default=0,
-                   help="evaluate on a fixed random sample of N validation images (0 = all); for quick trials")
+    add_schedule_args(p)
     return p.parse_args(argv)
 
 
