@@ -1,6 +1,7 @@
 """The ``paddleprune`` command line."""
 import argparse
 import logging
+import shlex
 import sys
 
 
@@ -39,7 +40,7 @@ def _cmd_pipeline(args):
     report = run_pipeline(task=args.task, data_dir=args.data, save_dir=args.save_dir,
                           eval_metric_loss=args.eval_metric_loss, pruned_flops=args.pruned_flops,
                           sensitivities_file=args.sensitivities_file, quick=args.quick,
-                          latency=not args.no_latency)
+                          latency=not args.no_latency, round_to=args.round_to)
     print(to_markdown(report))
     return 0
 
@@ -47,6 +48,14 @@ def _cmd_pipeline(args):
 def _cmd_demo(args):
     args.task, args.data, args.sensitivities_file = "classification", None, None
     return _cmd_pipeline(args)
+
+
+def _cmd_build_default(args):
+    from paddleprune.pipeline.default import build_default
+    path = build_default(task=args.task, data_dir=args.data, save_dir=args.save_dir, builtin_dir=args.builtin_dir,
+                         quick=args.quick, command="paddleprune " + shlex.join(args.argv))
+    print(f"installed {path}; sensitivities_file='DEFAULT' now uses it")
+    return 0
 
 
 def _build_net(name, num_classes):
@@ -101,6 +110,8 @@ def build_parser():
                        help="instead: the share of FLOPs to remove, e.g. 0.5")
         p.add_argument("--quick", action="store_true", help="few epochs and a small sensitivity set (minutes)")
         p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+        p.add_argument("--round-to", type=int, default=None,
+                       help="pruned layers keep a multiple of this many channels (default 8; 1 = no alignment)")
 
     pl = sub.add_parser("pipeline", help="train, compute sensitivities, retrain pruned, and report before/after")
     pl.add_argument("--task", default="classification", choices=["classification"])
@@ -112,6 +123,16 @@ def build_parser():
     dm = sub.add_parser("demo", help="the pipeline on the embedded data, offline")
     pipeline_options(dm, "output/demo")
     dm.set_defaults(func=_cmd_demo)
+
+    bd = sub.add_parser("build-default", help="train on a data set, compute sensitivities and install them as "
+                                              "the 'DEFAULT' file of the task's model")
+    bd.add_argument("--task", default="classification", choices=["classification"])
+    bd.add_argument("--data", default=None, help="data dir in PaddleX format (default: the embedded demo set)")
+    bd.add_argument("--save-dir", default="output/build_default", help="work folder (default output/build_default)")
+    bd.add_argument("--builtin-dir", default=None,
+                    help="where to install the file and manifest.json (default: the package's builtin_sensitivities)")
+    bd.add_argument("--quick", action="store_true", help="few epochs and a small sensitivity set (minutes)")
+    bd.set_defaults(func=_cmd_build_default)
 
     v = sub.add_parser("visualize", help="plot a sensitivities file (PNG)")
     v.add_argument("sensitivities_file")
@@ -129,6 +150,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()

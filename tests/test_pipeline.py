@@ -7,6 +7,7 @@ import pytest
 from paddleprune.cli import main
 from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline import run_pipeline
+from paddleprune.tasks.pruning import resolve_sensitivities_file
 
 
 @pytest.mark.slow
@@ -28,6 +29,18 @@ def test_quick_demo_end_to_end_and_rerun_skips(tmp_path, capsys):
     again = run_pipeline(save_dir=out, quick=True, latency=False)
     assert again["pruned"]["flops"] == p["flops"] and again["pruned"]["metric"] == p["metric"]
     assert again["seconds"] < report["seconds"]
+    # build-default on the same folder reuses stages 1 and 2 and installs the file
+    builtin = tmp_path / "builtin"
+    assert main(["build-default", "--quick", "--save-dir", out, "--builtin-dir", str(builtin)]) == 0
+    entry = json.loads((builtin / "manifest.json").read_text())["files"]["MobileNetV2"]
+    stage2_file = os.path.join(out, "stage2_sensitivities", "model.sensi.json")
+    assert (builtin / entry["file"]).read_bytes() == open(stage2_file, "rb").read()
+    assert entry["model_params"] == {"scale": 0.25, "small_input": True} and entry["input_shape"] == [1, 3, 32, 32]
+    assert entry["metric"] == "acc1" and entry["baseline"] == pytest.approx(o["metric"])
+    assert "embedded demo set" in entry["dataset"] and "128 validation images" in entry["dataset"]
+    assert entry["command"] == f"paddleprune build-default --quick --save-dir {out} --builtin-dir {builtin}"
+    assert resolve_sensitivities_file("t", "DEFAULT", "MobileNetV2", builtin_dir=str(builtin)) == str(
+        builtin / "MobileNetV2.json")
 
 
 def test_bad_pipeline_arguments(tmp_path):
@@ -37,3 +50,18 @@ def test_bad_pipeline_arguments(tmp_path):
         run_pipeline(eval_metric_loss=1.5, save_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train_list.txt does not exist"):
         run_pipeline(data_dir=str(tmp_path), save_dir=str(tmp_path / "o"))
+
+
+def test_install_default_adds_to_the_manifest(tmp_path):
+    from paddleprune.pipeline.default import install_default
+    builtin = tmp_path / "builtin"
+    src = tmp_path / "a.json"
+    src.write_text('{"first": 1}')
+    install_default(str(src), "UNet", {"metric": "miou"}, builtin_dir=str(builtin))
+    src.write_text('{"second": 2}')
+    path = install_default(str(src), "MobileNetV2", {"metric": "acc1"}, builtin_dir=str(builtin))
+    files = json.loads((builtin / "manifest.json").read_text())["files"]
+    assert list(files) == ["MobileNetV2", "UNet"] and files["UNet"]["file"] == "UNet.json"
+    assert files["MobileNetV2"]["metric"] == "acc1" and len(files["MobileNetV2"]["date"]) == 10
+    assert open(path).read() == '{"second": 2}' and (builtin / "UNet.json").read_text() == '{"first": 1}'
+    assert sorted(os.listdir(builtin)) == ["MobileNetV2.json", "UNet.json", "manifest.json"]  # no temp files left

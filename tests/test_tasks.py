@@ -9,7 +9,8 @@ import yaml
 
 import paddleprune
 from paddleprune import cls
-from paddleprune.errors import DataFormatError, DataNotFoundError, InvalidParameterError, NotTrainedError
+from paddleprune.errors import (DataFormatError, DataNotFoundError, InvalidParameterError, NotTrainedError,
+                               SensitivityFileError)
 from paddleprune.prune import count_params, dygraph_flops
 from paddleprune.slim import cal_params_sensitivities
 from task_data import dataset, write_subsets
@@ -163,12 +164,19 @@ def test_unloaded_model_refuses_to_evaluate(lists):
         cls.MobileNetV2(**MODEL).evaluate(dataset(lists, "val"))
 
 
-def test_sensitivities_file_is_resumable_and_refuses_pruned_models(lists, pruned, trained):
+def test_sensitivities_file_is_resumable_and_refuses_pruned_models(lists, pruned, trained, tmp_path):
     model, _, sen_file, sens = pruned
     assert len(sens) > 10 and all(sorted(points) == [0.3, 0.6] for points in sens.values())
     base = paddleprune.load_model(os.path.join(trained[1], "best_model"))
     again = cal_params_sensitivities(base, sen_file, dataset(lists, "sens"), batch_size=16, ratios=[0.3, 0.6])
     assert again == sens  # everything was in the file: nothing recomputed
+    other_ratios = tmp_path / "copy.sensi.json"
+    other_ratios.write_bytes(open(sen_file, "rb").read())
+    with pytest.raises(SensitivityFileError, match="ratios"):
+        cal_params_sensitivities(base, other_ratios, dataset(lists, "sens"), batch_size=16, ratios=[0.5])
+    fresh = cal_params_sensitivities(base, other_ratios, dataset(lists, "sens"), batch_size=16, ratios=[0.5],
+                                     overwrite=True)
+    assert set(fresh) == set(sens) and all(list(points) == [0.5] for points in fresh.values())
     with pytest.raises(InvalidParameterError, match="status is 'Prune'; sensitivities can only be computed"):
         cal_params_sensitivities(model, sen_file, dataset(lists, "sens"))
     with pytest.raises(InvalidParameterError, match="'model' must be a trained model"):
@@ -352,3 +360,18 @@ def test_export_pruned_model(pruned, tmp_path):
     assert info["status"] == "Infer" and "prune" not in info and info["_Attributes"]["fixed_input_shape"] == [32, 32]
     with pytest.raises(InvalidParameterError, match=r"'fixed_input_shape' must be \[width, height\]; got \[32\]"):
         model.export_inference_model(str(tmp_path / "x"), fixed_input_shape=[32])
+
+
+def test_prune_round_to_keeps_multiples_of_eight(pruned, trained):
+    from paddleprune.tasks.pruning import prune_by_sensitivities
+    _, _, sen_file, _ = pruned
+    widths = {}
+    for round_to in (None, 8):
+        net = paddleprune.load_model(os.path.join(trained[1], "best_model")).net
+        before = {n: layer.weight.shape[0] for n, layer in net.named_sublayers() if isinstance(layer, paddle.nn.Conv2D)}
+        result = prune_by_sensitivities("t", net, SHAPE, sen_file, 0.9, round_to=round_to)
+        assert result["records"] and result["flops_after"] == dygraph_flops(net, SHAPE) < result["flops_before"]
+        widths[round_to] = {n: layer.weight.shape[0] for n, layer in net.named_sublayers()
+                            if isinstance(layer, paddle.nn.Conv2D) and layer.weight.shape[0] != before[n]}
+    assert any(w % 8 for w in widths[None].values())        # without alignment, odd widths appear
+    assert widths[8] and all(w % 8 == 0 for w in widths[8].values())

@@ -42,6 +42,7 @@ def saved(lists, tmp_path_factory):
 @pytest.mark.parametrize("kwargs, message", [
     ({"eval_metric_loss": 1.5}, r"MobileNetV2.train: 'eval_metric_loss' must be a number in \(0, 1\); got 1.5\."),
     ({"eval_metric_loss": 0}, r"MobileNetV2.train: 'eval_metric_loss' must be a number in \(0, 1\); got 0\."),
+    ({"prune_round_to": 0}, r"MobileNetV2.train: 'prune_round_to' must be an int >= 1; got 0\."),
     ({"num_epochs": 0}, r"MobileNetV2.train: 'num_epochs' must be an int >= 1; got 0\."),
     ({"train_batch_size": 65}, r"'train_batch_size' must be at most the number of training samples \(64\)"),
     ({"learning_rate": -0.1}, r"'learning_rate' must be a number in \(0, inf\); got -0.1\."),
@@ -117,6 +118,19 @@ def test_default_sensitivities_manifest(tmp_path, caplog):
     with pytest.raises(InvalidParameterError, match=r"no bundled file for 'YOLOv3_MobileNetV1'; available: \['MobileNetV2'\]"):
         resolve_sensitivities_file("M.train", "DEFAULT", "YOLOv3_MobileNetV1", builtin_dir=str(tmp_path))
     assert cls.MobileNetV2().sensitivity_key() == "MobileNetV2"
+    entry.update(model_params={"scale": 0.25, "small_input": True}, input_shape=[1, 3, 32, 32])
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {"MobileNetV2": entry}}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="paddleprune.tasks.pruning"):
+        resolve_sensitivities_file("M.train", "DEFAULT", "MobileNetV2", builtin_dir=str(tmp_path),
+                                   model_params={"scale": 1.0, "small_input": True}, input_shape=[1, 3, 224, 224])
+    assert ("computed for another configuration: scale=1.0 (file: 0.25), input shape [3, 224, 224] "
+            "(file: [3, 32, 32])") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="paddleprune.tasks.pruning"):
+        resolve_sensitivities_file("M.train", "DEFAULT", "MobileNetV2", builtin_dir=str(tmp_path),
+                                   model_params={"scale": 0.25, "small_input": True}, input_shape=[1, 3, 32, 32])
+    assert "another configuration" not in caplog.text
 
 
 def _tiny():

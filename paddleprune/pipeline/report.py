@@ -8,32 +8,55 @@ from paddleprune.utils.atomic import atomic_write_text
 logger = logging.getLogger(__name__)
 
 
-def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=True):
-    """``{name: {params, flops, metric_name, metric, size_mb, latency_ms_cpu}}`` for task models."""
-    from paddleprune.deploy import compare_latency, export_inference_model, model_size_mb
+def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=True, latency_batches=(1, 32)):
+    """``{name: {params, flops, metric_name, metric, size_mb, latency_ms_cpu}}`` for task models,
+    plus ``"latency"``: ``{backend: {batch: {name: median ms, ..., "ratio": paired ratio}}}``.
+
+    Models are exported with a dynamic batch size (as PaddleX exports them) and timed
+    interleaved, at each of ``latency_batches``, on Paddle Inference and ONNX Runtime;
+    ``latency_ms_cpu`` is Paddle Inference at batch 1.
+    """
+    from paddleprune.deploy import export_inference_model, model_size_mb
     from paddleprune.prune import count_params, dygraph_flops
     out, dirs = {}, {}
     for name, model in models.items():
         metrics = model.evaluate(eval_dataset, batch_size=batch_size)
         metric_name = next(iter(metrics))
         export_dir = os.path.join(save_dir, "inference", name)
-        export_inference_model(model.net, export_dir, input_shape)
+        export_inference_model(model.net, export_dir, [None] + list(input_shape[1:]))
         dirs[name] = export_dir
         out[name] = {"params": int(count_params(model.net)), "flops": int(dygraph_flops(model.net, input_shape)),
                      "metric_name": metric_name, "metric": float(metrics[metric_name]),
                      "size_mb": round(model_size_mb(export_dir), 3), "latency_ms_cpu": None}
     if latency:
-        backend = "paddle_inference (oneDNN, 2 threads)"
-        timing = compare_latency(dirs, input_shape, backends=("paddle_inference",))["paddle_inference"]
-        if "error" in timing:          # oneDNN under PIR cannot run some ops (interpolate)
-            logger.warning("oneDNN latency failed (%s); measuring without oneDNN", timing["error"])
-            backend = "paddle_inference (no oneDNN, 2 threads)"
-            timing = compare_latency(dirs, input_shape, backends=("paddle_inference",),
-                                     onednn=False)["paddle_inference"]
-        for name in models:
-            out[name]["latency_ms_cpu"] = round(timing["models"][name]["median_ms"], 3)
-        out["backend"] = backend + ", batch 1, median of interleaved runs"
+        out["latency"] = time_models(dirs, input_shape, latency_batches)
+        first = next(iter(out["latency"].values()), {})
+        if "1" in first:
+            for name in models:
+                out[name]["latency_ms_cpu"] = first["1"][name]
     return out
+
+
+def time_models(dirs, input_shape, batches):
+    """Median latency (ms) of exported models, interleaved, per backend and batch size."""
+    from paddleprune.deploy import compare_latency
+    table = {}
+    for backend, label, options in (("paddle_inference", "Paddle Inference (oneDNN, 2 threads)", {"onednn": True}),
+                                    ("onnxruntime", "ONNX Runtime (2 threads)", {})):
+        for batch in batches:
+            shape = [batch] + list(input_shape[1:])
+            timing = compare_latency(dirs, shape, backends=(backend,), **options)[backend]
+            if "error" in timing and options.get("onednn"):   # oneDNN under PIR cannot run some ops
+                logger.warning("oneDNN latency failed (%s); measuring without oneDNN", timing["error"])
+                label, options = "Paddle Inference (no oneDNN, 2 threads)", {"onednn": False}
+                timing = compare_latency(dirs, shape, backends=(backend,), **options)[backend]
+            if "error" in timing:
+                logger.warning("%s latency at batch %d failed: %s", label, batch, timing["error"])
+                continue
+            row = {name: round(s["median_ms"], 3) for name, s in timing["models"].items()}
+            row["ratio"] = {name: round(r, 3) for name, r in timing["paired_ratio"].items()}
+            table.setdefault(label, {})[str(batch)] = row
+    return table
 
 
 def _row(label, o, p, fmt, points=False):
@@ -50,15 +73,23 @@ def to_markdown(report):
     lines = [f"# Pruning report: {report['model']} ({report['task']})", "",
              f"Data: `{report['dataset']}`; sensitivities: `{report['sensitivities_file']}`; "
              f"eval_metric_loss={report['eval_metric_loss']}"
+             + (f"; channels kept in multiples of {report['round_to']}" if (report.get("round_to") or 1) > 1 else "")
              + (f"; FLOPs target {report['pruned_flops_target']}" if report.get("pruned_flops_target") else ""), "",
              "| | original | pruned | change |", "|---|---|---|---|",
              _row("params", o["params"], p["params"], lambda v: f"{v:,}"),
              _row("FLOPs", o["flops"], p["flops"], lambda v: f"{v / 1e6:,.1f} M"),
              _row(o["metric_name"] + " (%)", o["metric"], p["metric"], lambda v: f"{100 * v:.2f}", points=True),
              _row("exported size (MB)", o["size_mb"], p["size_mb"], lambda v: f"{v:.2f}"),
-             _row("CPU latency (ms)", o["latency_ms_cpu"], p["latency_ms_cpu"], lambda v: f"{v:.2f}"), ""]
-    if report.get("latency_backend"):
-        lines.append(f"Latency: {report['latency_backend']}.")
+             ""]
+    latency = report.get("latency") or {}
+    if latency:
+        lines += ["| latency (median ms, interleaved runs) | original | pruned | pruned / original |",
+                  "|---|---|---|---|"]
+        for backend, by_batch in latency.items():
+            for batch, row in by_batch.items():
+                lines.append(f"| {backend}, batch {batch} | {row['original']:.2f} | {row['pruned']:.2f} | "
+                             f"{row['ratio']['pruned']:.2f} |")
+        lines += ["", "The ratio is the median over rounds of pruned time / original time in the same round.", ""]
     lines.append(f"Total time: {report['seconds']} s.")
     return "\n".join(lines) + "\n"
 

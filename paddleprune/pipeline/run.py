@@ -1,6 +1,7 @@
 """Stage 1 train the original, stage 2 compute sensitivities, stage 3 retrain the
 pruned model, then measure both. Each stage writes a ``.done`` marker when it
 has finished; a re-run skips finished stages and resumes a stopped one."""
+import dataclasses
 import json
 import logging
 import os
@@ -9,6 +10,9 @@ import time
 from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline.report import measure, write_report
 from paddleprune.pipeline.tasks import get_task
+from paddleprune.tasks.checkpoint import to_plain
+from paddleprune.tasks.params import check_int
+from paddleprune.tasks.pruning import resolve_sensitivities_file
 from paddleprune.utils.atomic import atomic_write_text
 from paddleprune.utils.checks import check_interval
 
@@ -30,7 +34,7 @@ def _latest_epoch(save_dir):
 
 
 def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline", eval_metric_loss=0.05,
-                 pruned_flops=None, sensitivities_file=None, quick=False, use_vdl=True, latency=True):
+                 pruned_flops=None, sensitivities_file=None, quick=False, use_vdl=True, latency=True, round_to=None):
     """Run the three stages and write ``save_dir/report.json`` and ``report.md``.
 
     Parameters
@@ -47,6 +51,9 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
         Skip stage 2 and use this file ('DEFAULT' for the bundled one).
     quick : bool
         Fewer epochs and a smaller sensitivity set (the CI form).
+    round_to : int, optional
+        Pruned groups keep a multiple of this many channels (default: the task's
+        setting, 8; 1 turns alignment off).
 
     Returns
     -------
@@ -58,77 +65,101 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     if pruned_flops is not None:
         check_interval("run_pipeline", "pruned_flops", pruned_flops, 0, 1)
     settings = spec.quick if quick else spec.full
+    if round_to is not None:
+        settings = dataclasses.replace(settings, round_to=check_int("run_pipeline", "round_to", round_to, 1))
     data_dir = data_dir or spec.demo_data()
     train_ds, val_ds = spec.datasets(data_dir)
-    num_classes = len(train_ds.labels)
     os.makedirs(save_dir, exist_ok=True)
     stage1, stage2, stage3 = (os.path.join(save_dir, d) for d in ("stage1_train", "stage2_sensitivities",
                                                                   "stage3_pruned"))
     t0 = time.perf_counter()
-    # -- stage 1: train the original model ---------------------------------------------------
-    if not _done(stage1):
-        logger.info("stage 1/3: training %s on %s (%d epochs)", spec.model, data_dir, settings.epochs)
-        model = spec.build_model(num_classes)
-        model.train(num_epochs=settings.epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
-                    eval_dataset=val_ds, save_dir=stage1, learning_rate=settings.learning_rate,
-                    warmup_steps=settings.warmup_epochs * (len(train_ds) // settings.batch_size),
-                    lr_decay_epochs=list(settings.lr_decay_epochs), use_vdl=use_vdl, log_interval_steps=10,
-                    resume_checkpoint=_latest_epoch(stage1))
-        _mark_done(stage1, {"seconds": round(time.perf_counter() - t0, 1)})
+    best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
+    from paddleprune import load_model
+    if sensitivities_file is not None:
+        task_model = spec.build_model(len(train_ds.labels))
+        sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, task_model.sensitivity_key(),
+                                              model_params=to_plain(task_model.get_params()),
+                                              input_shape=[1, 3, spec.input_size, spec.input_size])
     else:
-        logger.info("stage 1/3: done before, skipped (%s)", stage1)
-    best1 = os.path.join(stage1, "best_model")
-    # -- stage 2: sensitivities ---------------------------------------------------------------
-    from paddleprune import load_model, slim
-    sen_file = sensitivities_file
-    if sen_file is None:
-        sen_file = os.path.join(stage2, "model.sensi.json")
-        if not _done(stage2):
-            t2 = time.perf_counter()
-            logger.info("stage 2/3: sensitivities of %s", best1)
-            trained = load_model(best1)
-            sub = val_ds if not settings.sensitivity_images else _subset(val_ds, settings.sensitivity_images)
-            table = slim.cal_params_sensitivities(trained, sen_file, sub, batch_size=settings.eval_batch_size,
-                                                  ratios=list(settings.ratios))
-            slim.visualize(trained, sen_file, save_dir=stage2)
-            _mark_done(stage2, {"seconds": round(time.perf_counter() - t2, 1), "layers": len(table)})
-        else:
-            logger.info("stage 2/3: done before, skipped (%s)", stage2)
-    # -- stage 3: retrain the pruned model -----------------------------------------------------
-    if not _done(stage3):
-        t3 = time.perf_counter()
-        logger.info("stage 3/3: retraining %s pruned with %s (eval_metric_loss=%s)", spec.model, sen_file,
-                    eval_metric_loss)
-        if pruned_flops is not None:
-            eval_metric_loss = _threshold_for_flops(load_model(best1), sen_file, pruned_flops,
-                                                    [1, 3, spec.input_size, spec.input_size])
-        model = spec.build_model(num_classes)
-        model.train(num_epochs=settings.prune_epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
-                    eval_dataset=val_ds, save_dir=stage3, pretrain_weights=best1,
-                    learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(settings.lr_decay_epochs),
-                    use_vdl=use_vdl, log_interval_steps=10, sensitivities_file=sen_file,
-                    resume_checkpoint=_latest_epoch(stage3), eval_metric_loss=eval_metric_loss)
-        _mark_done(stage3, {"seconds": round(time.perf_counter() - t3, 1)})
-    else:
-        logger.info("stage 3/3: done before, skipped (%s)", stage3)
+        sen_file = compute_sensitivities(spec, settings, val_ds, best1, stage2)
+    if pruned_flops is not None and not _done(stage3):
+        eval_metric_loss = _threshold_for_flops(load_model(best1), sen_file, pruned_flops,
+                                                [1, 3, spec.input_size, spec.input_size], settings.round_to)
+    best3 = retrain_pruned(spec, settings, train_ds, val_ds, best1, sen_file, eval_metric_loss, stage3, use_vdl)
     # -- measure both ---------------------------------------------------------------------------
-    original, pruned = load_model(best1), load_model(os.path.join(stage3, "best_model"))
+    original, pruned = load_model(best1), load_model(best3)
     shape = [1, 3, spec.input_size, spec.input_size]
     results = measure({"original": original, "pruned": pruned}, val_ds, shape, save_dir,
                       batch_size=settings.eval_batch_size, latency=latency)
     report = {"task": task, "model": spec.model, "dataset": data_dir, "eval_metric_loss": eval_metric_loss,
-              "pruned_flops_target": pruned_flops, "sensitivities_file": sen_file, "quick": quick,
-              "original": results["original"], "pruned": results["pruned"],
-              "latency_backend": results.get("backend"),
+              "pruned_flops_target": pruned_flops, "sensitivities_file": sen_file, "round_to": settings.round_to,
+              "quick": quick,
+              "original": results["original"], "pruned": results["pruned"], "latency": results.get("latency"),
               "seconds": round(time.perf_counter() - t0, 1)}
     write_report(save_dir, report)
     return report
 
 
-def _threshold_for_flops(model, sen_file, pruned_flops, shape):
+def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True):
+    """Stage 1: train the unpruned model into ``stage_dir``; returns its ``best_model`` dir."""
+    if not _done(stage_dir):
+        t0 = time.perf_counter()
+        logger.info("stage 1/3: training %s (%d epochs) into %s", spec.model, settings.epochs, stage_dir)
+        model = spec.build_model(len(train_ds.labels))
+        model.train(num_epochs=settings.epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
+                    eval_dataset=val_ds, save_dir=stage_dir, learning_rate=settings.learning_rate,
+                    warmup_steps=settings.warmup_epochs * (len(train_ds) // settings.batch_size),
+                    lr_decay_epochs=list(settings.lr_decay_epochs), use_vdl=use_vdl, log_interval_steps=10,
+                    resume_checkpoint=_latest_epoch(stage_dir))
+        _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
+    else:
+        logger.info("stage 1/3: done before, skipped (%s)", stage_dir)
+    return os.path.join(stage_dir, "best_model")
+
+
+def compute_sensitivities(spec, settings, val_ds, best_model_dir, stage_dir):
+    """Stage 2: the sensitivities of the trained model (resumed if stopped); returns the file."""
+    from paddleprune import load_model, slim
+    sen_file = os.path.join(stage_dir, "model.sensi.json")
+    if not _done(stage_dir):
+        t0 = time.perf_counter()
+        logger.info("stage 2/3: sensitivities of %s", best_model_dir)
+        trained = load_model(best_model_dir)
+        sub = val_ds if not settings.sensitivity_images else _subset(val_ds, settings.sensitivity_images)
+        table = slim.cal_params_sensitivities(trained, sen_file, sub, batch_size=settings.eval_batch_size,
+                                              ratios=list(settings.ratios))
+        slim.visualize(trained, sen_file, save_dir=stage_dir)
+        _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1), "layers": len(table),
+                               "images": len(sub)})
+    else:
+        logger.info("stage 2/3: done before, skipped (%s)", stage_dir)
+    return sen_file
+
+
+def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, eval_metric_loss, stage_dir,
+                   use_vdl=True):
+    """Stage 3: prune the trained model by ``sen_file`` and retrain it; returns its ``best_model`` dir."""
+    if not _done(stage_dir):
+        t0 = time.perf_counter()
+        logger.info("stage 3/3: retraining %s pruned with %s (eval_metric_loss=%s)", spec.model, sen_file,
+                    eval_metric_loss)
+        model = spec.build_model(len(train_ds.labels))
+        model.train(num_epochs=settings.prune_epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
+                    eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=best_model_dir,
+                    learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(settings.lr_decay_epochs),
+                    use_vdl=use_vdl, log_interval_steps=10, sensitivities_file=sen_file,
+                    resume_checkpoint=_latest_epoch(stage_dir), eval_metric_loss=eval_metric_loss,
+                    prune_round_to=settings.round_to)
+        _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
+    else:
+        logger.info("stage 3/3: done before, skipped (%s)", stage_dir)
+    return os.path.join(stage_dir, "best_model")
+
+
+def _threshold_for_flops(model, sen_file, pruned_flops, shape, round_to=None):
     """The one loss threshold whose ratios remove ``pruned_flops`` of the FLOPs."""
     from paddleprune.prune import L1NormFilterPruner, load_sensitivities, search_loss_threshold
-    pruner = L1NormFilterPruner(model.net, shape)
+    pruner = L1NormFilterPruner(model.net, shape, round_to=round_to)
     table = {n: v for n, v in load_sensitivities(sen_file).items()}
     result = search_loss_threshold(table, pruned_flops, lambda r: pruner.cost_of(r)["flops"])
     logger.info("pruned_flops=%.2f -> eval_metric_loss=%.4f (reached=%s)", pruned_flops, result.threshold,

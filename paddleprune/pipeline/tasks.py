@@ -21,6 +21,7 @@ class Settings:
     eval_batch_size: int = 64
     sensitivity_images: int = 0       # 0 = the whole validation set
     ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    round_to: int = 8                 # pruned groups keep a multiple of 8 channels (SIMD width)
 
 
 @dataclass

@@ -32,7 +32,7 @@ def _check_model(owner, model):
             "unpruned ('Normal') model. Load the model saved before pruning (stage 1's best_model).")
 
 
-def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ratios=None):
+def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ratios=None, overwrite=False):
     """Relative metric loss of every prunable layer group at pruning ratios 0.1 ... 0.9.
 
     Parameters
@@ -46,6 +46,9 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
     batch_size : int
     ratios : list of float, optional
         Pruning ratios to measure (default 0.1 ... 0.9); fewer points are faster.
+    overwrite : bool
+        Start afresh even if ``save_file`` holds points of another model, metric, ratio
+        set or baseline (otherwise such a file is refused, naming the differing field).
 
     Returns
     -------
@@ -88,10 +91,10 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
                 return next(iter(metric.accumulate().values()))
 
             return pruner.sensitive(eval_batches=inputs, score_fn=score_fn, sen_file=os.fspath(save_file),
-                                    metric=metric_name, ratios=ratios)
+                                    metric=metric_name, ratios=ratios, overwrite=overwrite)
         return pruner.sensitive(
             eval_func=lambda: next(iter(model.evaluate(eval_dataset, batch_size=batch_size).values())),
-            sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios)
+            sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios, overwrite=overwrite)
     finally:
         model.net.train(was_training)
 

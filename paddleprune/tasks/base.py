@@ -114,7 +114,7 @@ class BaseTask(abc.ABC):
               log_interval_steps=2, save_dir="output", pretrain_weights=None, optimizer=None,
               learning_rate=0.025, warmup_steps=0, warmup_start_lr=0.0, lr_decay_epochs=(30, 60, 90),
               lr_decay_gamma=0.1, use_vdl=False, sensitivities_file=None, eval_metric_loss=0.05,
-              early_stop=False, early_stop_patience=5, resume_checkpoint=None):
+              early_stop=False, early_stop_patience=5, resume_checkpoint=None, *, prune_round_to=None):
         """Train the model, optionally pruning it first (PaddleX 1.3 signature).
 
         Order: build the network, load ``pretrain_weights``, prune with
@@ -171,6 +171,10 @@ class BaseTask(abc.ABC):
         resume_checkpoint : str, optional
             An ``epoch_N`` folder: its pruning record, weights and optimizer state are
             restored and training continues at epoch N+1.
+        prune_round_to : int, optional
+            paddleprune extension: keep a multiple of this many channels in every pruned
+            group (e.g. 8), so the pruned convolutions stay SIMD-friendly; without it,
+            odd channel counts can make a pruned model slower on ONNX Runtime.
 
         Raises
         ------
@@ -189,7 +193,8 @@ class BaseTask(abc.ABC):
             "warmup_start_lr": warmup_start_lr, "lr_decay_epochs": lr_decay_epochs,
             "lr_decay_gamma": lr_decay_gamma, "use_vdl": use_vdl, "sensitivities_file": sensitivities_file,
             "eval_metric_loss": eval_metric_loss, "early_stop": early_stop,
-            "early_stop_patience": early_stop_patience, "resume_checkpoint": resume_checkpoint})
+            "early_stop_patience": early_stop_patience, "resume_checkpoint": resume_checkpoint,
+            "prune_round_to": prune_round_to})
         from paddleprune.tasks.trainer import fit
         fit(self, args)
 

@@ -30,8 +30,11 @@ def read_manifest(builtin_dir=None):
     return files if isinstance(files, dict) else {}
 
 
-def resolve_sensitivities_file(owner, value, key, builtin_dir=None):
+def resolve_sensitivities_file(owner, value, key, builtin_dir=None, model_params=None, input_shape=None):
     """The file ``value`` stands for: a path as is, or ``'DEFAULT'`` looked up by ``key``.
+
+    For ``'DEFAULT'`` the manifest entry's ``model_params`` and ``input_shape`` (what the
+    file was computed for) are compared with the given ones; a difference is logged.
 
     Raises
     ------
@@ -57,6 +60,7 @@ def resolve_sensitivities_file(owner, value, key, builtin_dir=None):
                        "%s) by `%s`; sensitivities of your own trained model and data are usually better",
                        owner, entry["file"], entry.get("dataset", "?"), entry.get("metric", "?"),
                        entry.get("weights", "?"), entry.get("date", "?"), entry.get("command", "?"))
+        _warn_if_made_for_other(owner, key, entry, model_params, input_shape)
         return path
     if os.path.isdir(value):
         raise InvalidParameterError(f"{owner}: 'sensitivities_file' must be a file, 'DEFAULT' or None; "
@@ -67,8 +71,23 @@ def resolve_sensitivities_file(owner, value, key, builtin_dir=None):
     return value
 
 
-def prune_by_sensitivities(owner, net, input_shape, sen_file, eval_metric_loss):
-    """Prune ``net`` in place with the per-layer ratios ``eval_metric_loss`` allows.
+def _warn_if_made_for_other(owner, key, entry, model_params, input_shape):
+    """Log how this model differs from the one the bundled file was computed for."""
+    diffs = []
+    for name, made_for in (entry.get("model_params") or {}).items():
+        if model_params is not None and name in model_params and model_params[name] != made_for:
+            diffs.append(f"{name}={model_params[name]!r} (file: {made_for!r})")
+    made_shape = entry.get("input_shape")
+    if made_shape and input_shape and list(made_shape[1:]) != list(input_shape[1:]):
+        diffs.append(f"input shape {list(input_shape[1:])} (file: {list(made_shape[1:])})")
+    if diffs:
+        logger.warning("%s: the DEFAULT sensitivities for %r were computed for another configuration: %s; "
+                       "the per-layer ratios may not suit this model", owner, key, ", ".join(diffs))
+
+
+def prune_by_sensitivities(owner, net, input_shape, sen_file, eval_metric_loss, round_to=None):
+    """Prune ``net`` in place with the per-layer ratios ``eval_metric_loss`` allows
+    (with ``round_to``, every pruned group keeps a multiple of that many channels).
 
     Names the network does not have or cannot prune are skipped with one warning;
     layers whose ratio is 0 are left alone.
@@ -87,7 +106,7 @@ def prune_by_sensitivities(owner, net, input_shape, sen_file, eval_metric_loss):
     from paddleprune.prune import L1NormFilterPruner, count_params, get_ratios_by_loss, load_sensitivities
     table = load_sensitivities(sen_file)
     ratios = get_ratios_by_loss(table, eval_metric_loss)
-    pruner = L1NormFilterPruner(net, list(input_shape))
+    pruner = L1NormFilterPruner(net, list(input_shape), round_to=round_to)
     usable, skipped = {}, []
     for name, ratio in ratios.items():
         try:

@@ -101,7 +101,8 @@ def _build_network(task, owner, a):
         pre = ckpt.load_pretrain(task, net, a["pretrain_weights"], owner)
         if pre is not None and pre["status"] == "Prune":
             prune_info = dict(pre["prune"])
-    sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key())
+    sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key(),
+                                          model_params=ckpt.to_plain(task.get_params()), input_shape=task.input_shape)
     if sen_file is not None:
         if a["pretrain_weights"] is None:
             logger.warning("%s: pruning a network without 'pretrain_weights': the L1 norms of random weights "
@@ -110,12 +111,13 @@ def _build_network(task, owner, a):
             raise InvalidParameterError(
                 f"{owner}: the pruned 'pretrain_weights' were traced at {pre['prune']['input_shape']} but this "
                 f"data gives {task.input_shape}; use transforms with the same output size.")
-        result = prune_by_sensitivities(owner, net, task.input_shape, sen_file, a["eval_metric_loss"])
+        result = prune_by_sensitivities(owner, net, task.input_shape, sen_file, a["eval_metric_loss"],
+                                        round_to=a.get("prune_round_to"))
         if result["records"]:
             prune_info = {"input_shape": list(task.input_shape),
                           "records": (prune_info or {}).get("records", []) + result["records"],
                           "sensitivities_file": os.path.abspath(sen_file),
-                          "eval_metric_loss": a["eval_metric_loss"],
+                          "eval_metric_loss": a["eval_metric_loss"], "round_to": a.get("prune_round_to"),
                           "flops_before": result["flops_before"], "flops_after": result["flops_after"]}
     return net, None, prune_info
 

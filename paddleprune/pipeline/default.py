@@ -1,0 +1,74 @@
+"""Build the bundled ``'DEFAULT'`` sensitivities (``paddleprune build-default``).
+
+Stage 1 and stage 2 of the pipeline on a data set, then the file is copied into
+``builtin_sensitivities/`` and listed in its ``manifest.json`` with what produced it
+(data, weights, model parameters, input shape, date, command), so that
+``sensitivities_file='DEFAULT'`` can say where its numbers come from.
+"""
+import datetime
+import logging
+import os
+import shutil
+
+from paddleprune.pipeline.run import compute_sensitivities, train_original
+from paddleprune.pipeline.tasks import get_task
+from paddleprune.tasks.checkpoint import to_plain
+from paddleprune.tasks.pruning import BUILTIN_DIR, read_manifest
+from paddleprune.utils.atomic import atomic_open, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_default", "install_default"]
+
+
+def install_default(sen_file, key, entry, builtin_dir=None):
+    """Copy ``sen_file`` to ``builtin_dir/<key>.json`` and list it under ``key`` in the manifest.
+
+    ``entry`` describes the file (``metric``, ``dataset``, ``weights``, ``command``,
+    ``model_params``, ``input_shape`` ...); ``file`` and ``date`` are filled in. Both
+    files are written atomically. Returns the installed path.
+    """
+    builtin_dir = builtin_dir or BUILTIN_DIR
+    name = f"{key}.json"
+    target = os.path.join(builtin_dir, name)
+    with open(sen_file, "rb") as src, atomic_open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    files = read_manifest(builtin_dir)
+    files[key] = {"file": name, "date": datetime.date.today().isoformat(), **entry}
+    atomic_write_json(os.path.join(builtin_dir, "manifest.json"), {"files": dict(sorted(files.items()))})
+    logger.info("installed %s as the DEFAULT sensitivities for %r (%s)", sen_file, key, target)
+    return target
+
+
+def build_default(task="classification", data_dir=None, save_dir="output/build_default", builtin_dir=None,
+                  quick=False, command=None):
+    """Train the task's model on ``data_dir`` (default: the embedded demo set), compute its
+    sensitivities and install them as the ``'DEFAULT'`` file for the model's key.
+
+    A re-run skips the finished stages (and resumes a stopped one), like the pipeline.
+    Returns the installed path.
+    """
+    from paddleprune import load_model
+    from paddleprune.prune import load_sensitivities
+    spec = get_task(task)
+    settings = spec.quick if quick else spec.full
+    demo = data_dir is None
+    data_dir = data_dir or spec.demo_data()
+    train_ds, val_ds = spec.datasets(data_dir)
+    best = train_original(spec, settings, train_ds, val_ds, os.path.join(save_dir, "stage1_train"))
+    sen_file = compute_sensitivities(spec, settings, val_ds, best, os.path.join(save_dir, "stage2_sensitivities"))
+    model = load_model(best)
+    _, meta = load_sensitivities(sen_file, return_meta=True)
+    images = settings.sensitivity_images or len(val_ds)
+    source = "the paddleprune embedded demo set (sklearn digits on sklearn photos)" if demo else data_dir
+    entry = {
+        "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
+        "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
+        "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
+                   f"{meta.get('baseline')}), not ImageNet weights",
+        "model_params": {k: v for k, v in to_plain(model.get_params()).items() if k != "num_classes"},
+        "input_shape": list(model.input_shape),
+        "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")
+                   + (" --quick" if quick else ""),
+    }
+    return install_default(sen_file, spec.build_model(len(train_ds.labels)).sensitivity_key(), entry, builtin_dir)
