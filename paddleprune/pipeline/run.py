@@ -10,7 +10,7 @@ import time
 from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline.report import measure, write_report
 from paddleprune.pipeline.tasks import get_task
-from paddleprune.tasks.checkpoint import to_plain
+from paddleprune.tasks.checkpoint import load_model, to_plain
 from paddleprune.tasks.params import check_int
 from paddleprune.tasks.pruning import resolve_sensitivities_file
 from paddleprune.utils.atomic import atomic_write_text
@@ -72,23 +72,22 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     os.makedirs(save_dir, exist_ok=True)
     stage1, stage2, stage3 = (os.path.join(save_dir, d) for d in ("stage1_train", "stage2_sensitivities",
                                                                   "stage3_pruned"))
+    shape = [1, 3, spec.input_size, spec.input_size]
     t0 = time.perf_counter()
     best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
-    from paddleprune import load_model
     if sensitivities_file is not None:
         task_model = spec.build_model(len(train_ds.labels))
         sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, task_model.sensitivity_key(),
                                               model_params=to_plain(task_model.get_params()),
-                                              input_shape=[1, 3, spec.input_size, spec.input_size])
+                                              input_shape=shape)
     else:
         sen_file = compute_sensitivities(spec, settings, val_ds, best1, stage2)
     if pruned_flops is not None and not _done(stage3):
-        eval_metric_loss = _threshold_for_flops(load_model(best1), sen_file, pruned_flops,
-                                                [1, 3, spec.input_size, spec.input_size], settings.round_to)
+        eval_metric_loss = _threshold_for_flops(load_model(best1), sen_file, pruned_flops, shape,
+                                                settings.round_to)
     best3 = retrain_pruned(spec, settings, train_ds, val_ds, best1, sen_file, eval_metric_loss, stage3, use_vdl)
     # -- measure both ---------------------------------------------------------------------------
     original, pruned = load_model(best1), load_model(best3)
-    shape = [1, 3, spec.input_size, spec.input_size]
     results = measure({"original": original, "pruned": pruned}, val_ds, shape, save_dir,
                       batch_size=settings.eval_batch_size, latency=latency)
     report = {"task": task, "model": spec.model, "dataset": data_dir, "eval_metric_loss": eval_metric_loss,
@@ -119,7 +118,7 @@ def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True):
 
 def compute_sensitivities(spec, settings, val_ds, best_model_dir, stage_dir):
     """Stage 2: the sensitivities of the trained model (resumed if stopped); returns the file."""
-    from paddleprune import load_model, slim
+    from paddleprune import slim
     sen_file = os.path.join(stage_dir, "model.sensi.json")
     if not _done(stage_dir):
         t0 = time.perf_counter()
