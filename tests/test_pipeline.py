@@ -3,7 +3,9 @@ import json
 import os
 
 import pytest
+import yaml
 
+import paddleprune
 from paddleprune.cli import main
 from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline import run_pipeline
@@ -21,6 +23,19 @@ def test_quick_demo_end_to_end_and_rerun_skips(tmp_path, capsys):
     assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
     assert 0 < o["metric"] <= 1 and 0 < p["metric"] <= 1
     assert o["latency_ms_cpu"] > 0 and p["latency_ms_cpu"] > 0
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    for by_batch in report["latency"].values():
+        assert list(by_batch) == ["1", "32"]
+        assert all(row["original"] > 0 and row["pruned"] > 0 and row["ratio"]["original"] == 1.0
+                   for row in by_batch.values())
+    assert "| ONNX Runtime (2 threads), batch 32 |" in printed and "multiples of 8" in printed
+    info = yaml.safe_load(open(os.path.join(out, "stage3_pruned", "best_model", "model.yml")))
+    assert info["prune"]["round_to"] == report["round_to"] == 8
+    pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))
+    original = paddleprune.load_model(os.path.join(out, "stage1_train", "best_model")).net
+    changed = [p2.shape[0] for (n, p1), (_, p2) in zip(original.named_parameters(), pruned.net.named_parameters())
+               if n.endswith("weight") and len(p1.shape) == 4 and p1.shape[0] != p2.shape[0]]
+    assert changed and all(c % 8 == 0 for c in changed)
     for stage in ("stage1_train", "stage2_sensitivities", "stage3_pruned"):
         assert os.path.isfile(os.path.join(out, stage, ".done"))
     assert os.path.isfile(os.path.join(out, "stage2_sensitivities", "sensitivities.png"))

@@ -58,22 +58,26 @@ class PrefixCache:
 
     @paddle.no_grad()
     def record(self):
-        """Run every batch once, storing leaf outputs; returns the model outputs."""
-        results, used = [], 0
-        limit = None
-        for b, batch in enumerate(self.batches):
-            seen, stored, counts = [], [], {}
+        """Run every batch once, storing leaf outputs; returns the model outputs.
 
-            def hook(layer, inputs, output, seen=seen, stored=stored, counts=counts):
-                nonlocal used, limit
+        Each batch gets an equal share of the budget and stores a contiguous prefix
+        of its layer calls, so all batches can reuse the same number of calls.
+        """
+        results = []
+        share = self.budget / max(1, len(self.batches))
+        for b, batch in enumerate(self.batches):
+            seen, stored, counts, state = [], [], {}, {"used": 0, "full": False}
+
+            def hook(layer, inputs, output, seen=seen, stored=stored, counts=counts, state=state):
                 k = counts.get(id(layer), 0)
                 counts[id(layer)] = k + 1
                 seen.append((layer, k))
-                if (limit is None or len(stored) < limit) and used + _nbytes(output) <= self.budget:
+                size = _nbytes(output)
+                if not state["full"] and state["used"] + size <= share:
                     stored.append(_clone(output))
-                    used += _nbytes(output)
-                elif limit is None:
-                    limit = len(stored)
+                    state["used"] += size
+                else:                   # once one output is not stored, none after it is
+                    state["full"] = True
 
             handles = [l.register_forward_post_hook(hook) for l in self.leaves]
             try:
@@ -89,7 +93,8 @@ class PrefixCache:
                 return results
             self.outputs.append(stored)
         self.cached = min((len(s) for s in self.outputs), default=0)
-        if limit is not None:
+        self.outputs = [s[:self.cached] for s in self.outputs]
+        if self.cached < len(self.order):
             logger.info("activation cache full at %d of %d layer calls (budget %.0f MB)",
                         self.cached, len(self.order), self.budget / 2 ** 20)
         return results
