@@ -61,16 +61,15 @@ def test_tutorial_three_stages(tmp_path):
     assert info["status"] == "Prune"
     assert info["prune"]["flops_after"] < info["prune"]["flops_before"]
 
-    # stage 3, method 2: DEFAULT trains if a bundled file exists, else fails listing the available keys
+    # stage 3, method 2: the bundled DEFAULT file, with its provenance logged
     proc = run("mobilenetv2.py", "--num_epochs", "1", "--sensitivities_file", "DEFAULT",
                "--save_dir", "output/mobilenetv2_prune_default", *SUBSETS, cwd=cwd)
-    if proc.returncode == 0:
-        info = yaml.safe_load((tmp_path / "output" / "mobilenetv2_prune_default" / "best_model" / "model.yml")
-                              .read_text())
-        assert info["status"] == "Prune"
-    else:
-        assert proc.returncode == 2, proc.stderr[-3000:]
-        assert "'DEFAULT' has no bundled file for 'MobileNetV2'; available:" in proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sensitivities_file='DEFAULT' uses MobileNetV2.json, computed on the paddleprune embedded demo set" in (
+        proc.stdout + proc.stderr)
+    info = yaml.safe_load((tmp_path / "output" / "mobilenetv2_prune_default" / "best_model" / "model.yml")
+                          .read_text())
+    assert info["status"] == "Prune" and info["prune"]["sensitivities_file"].endswith("MobileNetV2.json")
 
 
 def test_missing_inputs_give_hints(tmp_path):

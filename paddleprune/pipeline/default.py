@@ -71,4 +71,4 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
         "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")
                    + (" --quick" if quick else ""),
     }
-    return install_default(sen_file, spec.build_model(len(train_ds.labels)).sensitivity_key(), entry, builtin_dir)
+    return install_default(sen_file, model.sensitivity_key(), entry, builtin_dir)

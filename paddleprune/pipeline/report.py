@@ -70,7 +70,8 @@ def _row(label, o, p, fmt, points=False):
 
 def to_markdown(report):
     o, p = report["original"], report["pruned"]
-    lines = [f"# Pruning report: {report['model']} ({report['task']})", "",
+    params = ", ".join(f"{k}={v}" for k, v in (report.get("model_params") or {}).items())
+    lines = [f"# Pruning report: {report['model']}" + (f" ({params})" if params else "") + f", {report['task']}", "",
              f"Data: `{report['dataset']}`; sensitivities: `{report['sensitivities_file']}`; "
              f"eval_metric_loss={report['eval_metric_loss']}"
              + (f"; channels kept in multiples of {report['round_to']}" if (report.get("round_to") or 1) > 1 else "")

@@ -76,7 +76,7 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     t0 = time.perf_counter()
     best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
     if sensitivities_file is not None:
-        task_model = spec.build_model(len(train_ds.labels))
+        task_model = spec.build_model(len(train_ds.labels), settings)
         sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, task_model.sensitivity_key(),
                                               model_params=to_plain(task_model.get_params()),
                                               input_shape=shape)
@@ -90,7 +90,8 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     original, pruned = load_model(best1), load_model(best3)
     results = measure({"original": original, "pruned": pruned}, val_ds, shape, save_dir,
                       batch_size=settings.eval_batch_size, latency=latency)
-    report = {"task": task, "model": spec.model, "dataset": data_dir, "eval_metric_loss": eval_metric_loss,
+    params = {k: v for k, v in to_plain(original.get_params()).items() if k != "num_classes"}
+    report = {"task": task, "model": spec.model, "model_params": params, "dataset": data_dir, "eval_metric_loss": eval_metric_loss,
               "pruned_flops_target": pruned_flops, "sensitivities_file": sen_file, "round_to": settings.round_to,
               "quick": quick,
               "original": results["original"], "pruned": results["pruned"], "latency": results.get("latency"),
@@ -104,7 +105,7 @@ def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True):
     if not _done(stage_dir):
         t0 = time.perf_counter()
         logger.info("stage 1/3: training %s (%d epochs) into %s", spec.model, settings.epochs, stage_dir)
-        model = spec.build_model(len(train_ds.labels))
+        model = spec.build_model(len(train_ds.labels), settings)
         model.train(num_epochs=settings.epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
                     eval_dataset=val_ds, save_dir=stage_dir, learning_rate=settings.learning_rate,
                     warmup_steps=settings.warmup_epochs * (len(train_ds) // settings.batch_size),
@@ -142,7 +143,7 @@ def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, e
         t0 = time.perf_counter()
         logger.info("stage 3/3: retraining %s pruned with %s (eval_metric_loss=%s)", spec.model, sen_file,
                     eval_metric_loss)
-        model = spec.build_model(len(train_ds.labels))
+        model = spec.build_model(len(train_ds.labels), settings)
         model.train(num_epochs=settings.prune_epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
                     eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=best_model_dir,
                     learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(settings.lr_decay_epochs),

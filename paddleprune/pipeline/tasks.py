@@ -4,7 +4,7 @@ Adding a task (detection, segmentation) means adding one ``TaskSpec`` here;
 the stages in :mod:`paddleprune.pipeline.run` never look at the task.
 """
 import os
-from dataclasses import dataclass, field  # noqa: F401
+from dataclasses import dataclass, field
 
 from paddleprune.errors import DataNotFoundError, InvalidParameterError
 
@@ -22,11 +22,12 @@ class Settings:
     sensitivity_images: int = 0       # 0 = the whole validation set
     ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     round_to: int = 8                 # pruned groups keep a multiple of 8 channels (SIMD width)
+    model_kwargs: dict = field(default_factory=dict)   # overrides of the task's model arguments
 
 
 @dataclass
 class TaskSpec:
-    """A task for the pipeline; subclasses add ``build_model(num_classes)`` and ``datasets(data_dir)``."""
+    """A task for the pipeline; subclasses add ``build_model(num_classes, settings)`` and ``datasets(data_dir)``."""
     name: str
     model: str
     model_kwargs: dict
@@ -41,9 +42,9 @@ class TaskSpec:
 class ClassificationSpec(TaskSpec):
     """PaddleX ImageNet-list data (train_list.txt, val_list.txt, labels.txt), MobileNetV2."""
 
-    def build_model(self, num_classes):
+    def build_model(self, num_classes, settings):
         from paddleprune import cls
-        return getattr(cls, self.model)(num_classes=num_classes, **self.model_kwargs)
+        return getattr(cls, self.model)(num_classes=num_classes, **{**self.model_kwargs, **settings.model_kwargs})
 
     def transforms(self, mode):  # noqa: ARG002 - same transforms for training and evaluation
         from paddleprune.cls import transforms as T
@@ -72,12 +73,13 @@ def _demo_classification():
 
 TASKS = {
     "classification": ClassificationSpec(
-        name="classification", model="MobileNetV2", model_kwargs={"scale": 0.25, "small_input": True},
+        name="classification", model="MobileNetV2", model_kwargs={"scale": 0.5, "small_input": True},
         metric="acc1", input_size=32,
         full=Settings(epochs=12, prune_epochs=10, batch_size=32, learning_rate=0.02, lr_decay_epochs=(9, 11),
                       warmup_epochs=1),
         quick=Settings(epochs=4, prune_epochs=3, batch_size=32, learning_rate=0.02, lr_decay_epochs=(3,),
-                       warmup_epochs=1, sensitivity_images=128, ratios=(0.2, 0.4, 0.6, 0.8)),
+                       warmup_epochs=1, sensitivity_images=128, ratios=(0.2, 0.4, 0.6, 0.8),
+                       model_kwargs={"scale": 0.25}),
         demo_data=_demo_classification),
 }
 
