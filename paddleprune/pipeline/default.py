@@ -65,7 +65,7 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
         "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
-                   f"{meta.get('baseline')}), not ImageNet weights",
+                   f"{meta.get('baseline', 0):.4f}), not ImageNet weights",
         "model_params": {k: v for k, v in to_plain(model.get_params()).items() if k != "num_classes"},
         "input_shape": list(model.input_shape),
         "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")
