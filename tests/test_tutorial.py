@@ -67,6 +67,7 @@ def test_tutorial_three_stages(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sensitivities_file='DEFAULT' uses MobileNetV2.json, computed on the paddleprune embedded demo set" in (
         proc.stdout + proc.stderr)
+    assert "computed for another configuration: scale=0.25 (file: 0.5)" in proc.stdout + proc.stderr
     info = yaml.safe_load((tmp_path / "output" / "mobilenetv2_prune_default" / "best_model" / "model.yml")
                           .read_text())
     assert info["status"] == "Prune" and info["prune"]["sensitivities_file"].endswith("MobileNetV2.json")
