@@ -59,7 +59,7 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     sen_file = compute_sensitivities(spec, settings, val_ds, best, os.path.join(save_dir, "stage2_sensitivities"))
     model = load_model(best)
     _, meta = load_sensitivities(sen_file, return_meta=True)
-    images = settings.sensitivity_images or len(val_ds)
+    images = min(settings.sensitivity_images or len(val_ds), len(val_ds))
     source = "the paddleprune embedded demo set (sklearn digits on sklearn photos)" if demo else data_dir
     entry = {
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),

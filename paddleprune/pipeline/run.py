@@ -91,9 +91,9 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     results = measure({"original": original, "pruned": pruned}, val_ds, shape, save_dir,
                       batch_size=settings.eval_batch_size, latency=latency)
     params = {k: v for k, v in to_plain(original.get_params()).items() if k != "num_classes"}
-    report = {"task": task, "model": spec.model, "model_params": params, "dataset": data_dir, "eval_metric_loss": eval_metric_loss,
-              "pruned_flops_target": pruned_flops, "sensitivities_file": sen_file, "round_to": settings.round_to,
-              "quick": quick,
+    report = {"task": task, "model": spec.model, "model_params": params, "dataset": data_dir,
+              "eval_metric_loss": eval_metric_loss, "pruned_flops_target": pruned_flops,
+              "sensitivities_file": sen_file, "round_to": settings.round_to, "quick": quick,
               "original": results["original"], "pruned": results["pruned"], "latency": results.get("latency"),
               "seconds": round(time.perf_counter() - t0, 1)}
     write_report(save_dir, report)
