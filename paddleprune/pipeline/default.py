@@ -12,8 +12,7 @@ import shutil
 
 from paddleprune.pipeline.run import compute_sensitivities, train_original
 from paddleprune.pipeline.tasks import get_task
-from paddleprune.tasks.checkpoint import to_plain
-from paddleprune.tasks.pruning import BUILTIN_DIR, read_manifest
+from paddleprune.tasks.pruning import BUILTIN_DIR, model_params, read_manifest
 from paddleprune.utils.atomic import atomic_open, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
         "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
                    f"{meta.get('baseline', 0):.4f}), not ImageNet weights",
-        "model_params": {k: v for k, v in to_plain(model.get_params()).items() if k != "num_classes"},
+        "model_params": model_params(model),
         "input_shape": list(model.input_shape),
         "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")
                    + (" --quick" if quick else ""),

@@ -14,7 +14,7 @@ def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=
 
     Models are exported with a dynamic batch size (as PaddleX exports them) and timed
     interleaved, at each of ``latency_batches``, on Paddle Inference and ONNX Runtime;
-    ``latency_ms_cpu`` is Paddle Inference at batch 1.
+    ``latency_ms_cpu`` is Paddle Inference at batch 1 (None if it could not run).
     """
     from paddleprune.deploy import export_inference_model, model_size_mb
     from paddleprune.prune import count_params, dygraph_flops
@@ -30,10 +30,11 @@ def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=
                      "size_mb": round(model_size_mb(export_dir), 3), "latency_ms_cpu": None}
     if latency:
         out["latency"] = time_models(dirs, input_shape, latency_batches)
-        first = next(iter(out["latency"].values()), {})
-        if "1" in first:
+        paddle_inference = next((rows for label, rows in out["latency"].items()
+                                 if label.startswith("Paddle Inference")), {})
+        if "1" in paddle_inference:
             for name in models:
-                out[name]["latency_ms_cpu"] = first["1"][name]
+                out[name]["latency_ms_cpu"] = paddle_inference["1"][name]
     return out
 
 

@@ -10,9 +10,9 @@ import time
 from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline.report import measure, write_report
 from paddleprune.pipeline.tasks import get_task
-from paddleprune.tasks.checkpoint import load_model, to_plain
+from paddleprune.tasks.checkpoint import load_model
 from paddleprune.tasks.params import check_int
-from paddleprune.tasks.pruning import resolve_sensitivities_file
+from paddleprune.tasks.pruning import model_params, resolve_sensitivities_file
 from paddleprune.utils.atomic import atomic_write_text
 from paddleprune.utils.checks import check_interval
 
@@ -75,23 +75,19 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     shape = [1, 3, spec.input_size, spec.input_size]
     t0 = time.perf_counter()
     best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
+    original = load_model(best1)
     if sensitivities_file is not None:
-        task_model = spec.build_model(len(train_ds.labels), settings)
-        sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, task_model.sensitivity_key(),
-                                              model_params=to_plain(task_model.get_params()),
-                                              input_shape=shape)
+        sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, original.sensitivity_key(),
+                                              model_params=model_params(original), input_shape=shape)
     else:
         sen_file = compute_sensitivities(spec, settings, val_ds, best1, stage2)
     if pruned_flops is not None and not _done(stage3):
-        eval_metric_loss = _threshold_for_flops(load_model(best1), sen_file, pruned_flops, shape,
-                                                settings.round_to)
+        eval_metric_loss = _threshold_for_flops(original, sen_file, pruned_flops, shape, settings.round_to)
     best3 = retrain_pruned(spec, settings, train_ds, val_ds, best1, sen_file, eval_metric_loss, stage3, use_vdl)
     # -- measure both ---------------------------------------------------------------------------
-    original, pruned = load_model(best1), load_model(best3)
-    results = measure({"original": original, "pruned": pruned}, val_ds, shape, save_dir,
+    results = measure({"original": original, "pruned": load_model(best3)}, val_ds, shape, save_dir,
                       batch_size=settings.eval_batch_size, latency=latency)
-    params = {k: v for k, v in to_plain(original.get_params()).items() if k != "num_classes"}
-    report = {"task": task, "model": spec.model, "model_params": params, "dataset": data_dir,
+    report = {"task": task, "model": spec.model, "model_params": model_params(original), "dataset": data_dir,
               "eval_metric_loss": eval_metric_loss, "pruned_flops_target": pruned_flops,
               "sensitivities_file": sen_file, "round_to": settings.round_to, "quick": quick,
               "original": results["original"], "pruned": results["pruned"], "latency": results.get("latency"),

@@ -80,7 +80,7 @@ def check_train_args(owner, args):
     check_interval(owner, "eval_metric_loss", args["eval_metric_loss"], 0, 1)
     check_bool(owner, "early_stop", args["early_stop"])
     out["early_stop_patience"] = check_int(owner, "early_stop_patience", args["early_stop_patience"], 1)
-    if args.get("prune_round_to") is not None:
+    if args["prune_round_to"] is not None:
         out["prune_round_to"] = check_int(owner, "prune_round_to", args["prune_round_to"], 1)
     for name in ("pretrain_weights", "resume_checkpoint", "sensitivities_file"):
         value = args[name]

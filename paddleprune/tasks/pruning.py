@@ -15,7 +15,7 @@ from paddleprune.errors import (DataNotFoundError, InvalidParameterError, Unknow
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BUILTIN_DIR", "read_manifest", "resolve_sensitivities_file", "prune_by_sensitivities"]
+__all__ = ["BUILTIN_DIR", "read_manifest", "model_params", "resolve_sensitivities_file", "prune_by_sensitivities"]
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "builtin_sensitivities")
 
@@ -28,6 +28,13 @@ def read_manifest(builtin_dir=None):
     with open(path, encoding="utf-8") as f:
         files = json.load(f).get("files", {})
     return files if isinstance(files, dict) else {}
+
+
+def model_params(task):
+    """The task model's constructor arguments other than ``num_classes``, as plain values:
+    what a bundled sensitivities file records it was computed for."""
+    from paddleprune.tasks.checkpoint import to_plain
+    return {k: v for k, v in to_plain(task.get_params()).items() if k != "num_classes"}
 
 
 def resolve_sensitivities_file(owner, value, key, builtin_dir=None, model_params=None, input_shape=None):

@@ -20,7 +20,7 @@ from paddleprune.tasks import checkpoint as ckpt
 from paddleprune.tasks.early_stop import EarlyStop
 from paddleprune.tasks.optim import default_optimizer, resolve_optimizer, restore_optimizer
 from paddleprune.tasks.progress import format_eta, progress_bar
-from paddleprune.tasks.pruning import prune_by_sensitivities, resolve_sensitivities_file
+from paddleprune.tasks.pruning import model_params, prune_by_sensitivities, resolve_sensitivities_file
 from paddleprune.tasks.vdl import VdlLogger
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _build_network(task, owner, a):
         if pre is not None and pre["status"] == "Prune":
             prune_info = dict(pre["prune"])
     sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key(),
-                                          model_params=ckpt.to_plain(task.get_params()), input_shape=task.input_shape)
+                                          model_params=model_params(task), input_shape=task.input_shape)
     if sen_file is not None:
         if a["pretrain_weights"] is None:
             logger.warning("%s: pruning a network without 'pretrain_weights': the L1 norms of random weights "
@@ -112,12 +112,12 @@ def _build_network(task, owner, a):
                 f"{owner}: the pruned 'pretrain_weights' were traced at {pre['prune']['input_shape']} but this "
                 f"data gives {task.input_shape}; use transforms with the same output size.")
         result = prune_by_sensitivities(owner, net, task.input_shape, sen_file, a["eval_metric_loss"],
-                                        round_to=a.get("prune_round_to"))
+                                        round_to=a["prune_round_to"])
         if result["records"]:
             prune_info = {"input_shape": list(task.input_shape),
                           "records": (prune_info or {}).get("records", []) + result["records"],
                           "sensitivities_file": os.path.abspath(sen_file),
-                          "eval_metric_loss": a["eval_metric_loss"], "round_to": a.get("prune_round_to"),
+                          "eval_metric_loss": a["eval_metric_loss"], "round_to": a["prune_round_to"],
                           "flops_before": result["flops_before"], "flops_after": result["flops_after"]}
     return net, None, prune_info
 
