@@ -156,7 +156,7 @@ def _threshold_for_flops(model, sen_file, pruned_flops, shape, round_to=None):
     """The one loss threshold whose ratios remove ``pruned_flops`` of the FLOPs."""
     from paddleprune.prune import L1NormFilterPruner, load_sensitivities, search_loss_threshold
     pruner = L1NormFilterPruner(model.net, shape, round_to=round_to)
-    table = {n: v for n, v in load_sensitivities(sen_file).items()}
+    table = load_sensitivities(sen_file)
     result = search_loss_threshold(table, pruned_flops, lambda r: pruner.cost_of(r)["flops"])
     logger.info("pruned_flops=%.2f -> eval_metric_loss=%.4f (reached=%s)", pruned_flops, result.threshold,
                 result.reached)
