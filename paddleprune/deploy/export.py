@@ -53,7 +53,7 @@ def _move_into(tmp, save_dir):
     os.rmdir(tmp)
 
 
-def export_inference_model(net, save_dir, input_shape, input_name="image"):
+def export_inference_model(net, save_dir, input_shape=None, input_name="image", inputs=None):
     """Save ``net`` for Paddle Inference as ``save_dir/model.json`` + ``model.pdiparams``.
 
     The network is traced in eval mode with ``paddle.jit.save`` into a temporary folder next
@@ -64,7 +64,7 @@ def export_inference_model(net, save_dir, input_shape, input_name="image"):
     Parameters
     ----------
     net : paddle.nn.Layer
-        The dygraph network (pruned or not). Its ``forward`` must take one tensor.
+        The dygraph network (pruned or not).
     save_dir : str or os.PathLike
         Output directory; created if missing. Other files in it are kept, an older
         ``model.json`` / ``model.pdiparams`` are replaced.
@@ -72,6 +72,9 @@ def export_inference_model(net, save_dir, input_shape, input_name="image"):
         Input shape, e.g. ``[1, 3, 224, 224]``; ``None`` or ``-1`` marks a dynamic dimension.
     input_name : str, default 'image'
         Name of the input tensor in the exported program.
+    inputs : list of (name, shape, dtype), optional
+        Instead of ``input_shape`` / ``input_name``: every input of a network whose
+        ``forward`` takes several (e.g. a detector's image and image size).
 
     Returns
     -------
@@ -86,9 +89,17 @@ def export_inference_model(net, save_dir, input_shape, input_name="image"):
     """
     owner = "export_inference_model"
     check_net(owner, net)
-    shape = check_input_shape(owner, input_shape, allow_dynamic=True)
-    if not isinstance(input_name, str) or not input_name.isidentifier():
-        raise InvalidParameterError(f"{owner}: 'input_name' must be an identifier string; got {input_name!r}.")
+    what = "each input name in 'inputs'" if inputs is not None else "'input_name'"
+    if inputs is None:
+        inputs = [(input_name, input_shape, "float32")]
+    if not isinstance(inputs, (list, tuple)) or not inputs or any(
+            not isinstance(i, (list, tuple)) or len(i) != 3 for i in inputs):
+        raise InvalidParameterError(f"{owner}: 'inputs' must be a list of (name, shape, dtype); got {inputs!r}.")
+    specs = []
+    for name, shape, dtype in inputs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidParameterError(f"{owner}: {what} must be an identifier string; got {name!r}.")
+        specs.append((name, check_input_shape(owner, shape, allow_dynamic=True), dtype))
     if not isinstance(save_dir, (str, os.PathLike)):
         raise InvalidParameterError(f"{owner}: 'save_dir' must be a path; got {type(save_dir).__name__}.")
     save_dir = os.path.abspath(os.fspath(save_dir))
@@ -104,13 +115,14 @@ def export_inference_model(net, save_dir, input_shape, input_name="image"):
     try:
         with preserved_layer_state(net):
             paddle.jit.save(net, os.path.join(tmp, _PREFIX),
-                            input_spec=[InputSpec(shape, "float32", input_name)])
+                            input_spec=[InputSpec(shape, dtype, name) for name, shape, dtype in specs])
         inference_files(owner, tmp)  # jit.save must have written both files
         _move_into(tmp, save_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("exported %s (input %s %s) to %s", type(net).__name__, input_name, shape, save_dir)
+    logger.info("exported %s (inputs %s) to %s", type(net).__name__,
+                ", ".join(f"{name} {shape}" for name, shape, _ in specs), save_dir)
     return save_dir
 
 

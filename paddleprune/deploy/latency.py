@@ -86,7 +86,7 @@ def _open_sources(owner, models, input_shape, backends):
 
 
 def compare_latency(models, input_shape, backends=("paddle_inference", "onnxruntime"), threads=2,
-                    warmup=10, repeats=50, onednn=True):
+                    warmup=10, repeats=50, onednn=True, feeds=None):
     """Time several models interleaved (A, B, B, A, ...) on each backend and compare them to the first.
 
     Parameters
@@ -107,6 +107,9 @@ def compare_latency(models, input_shape, backends=("paddle_inference", "onnxrunt
     onednn : bool, default True
         Paddle Inference with oneDNN (minus the two conv+BN fuse passes that crash on
         conv+BN+LeakyReLU) or with the plain CPU kernels.
+    feeds : list of numpy.ndarray, optional
+        The inputs to feed, one array per model input (e.g. a detector's image and image
+        size); default: fixed random data of ``input_shape``.
 
     Returns
     -------
@@ -132,7 +135,7 @@ def compare_latency(models, input_shape, backends=("paddle_inference", "onnxrunt
     threads, warmup, repeats = _check_common(owner, threads, warmup, repeats)
     sources = _open_sources(owner, models, input_shape, backends)
     try:
-        x = sample_input(next(iter(sources.values())).input_shape)
+        x = feeds if feeds is not None else sample_input(next(iter(sources.values())).input_shape)
         report = {}
         for backend in backends:
             times, error = _run_backend(owner, backend, sources, x, threads, bool(onednn), warmup, repeats)

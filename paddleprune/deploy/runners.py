@@ -1,7 +1,8 @@
 """Run one model on one backend: Paddle Inference, ONNX Runtime or dygraph.
 
-A runner is a callable ``runner(x) -> list[np.ndarray]`` (one float32 input, every output
-copied back to the host) with a ``close()``. Heavy packages are imported when a runner is
+A runner is a callable ``runner(x) -> list[np.ndarray]`` (``x`` one float32 array, or a list
+with one array per model input in the exported order; every output copied back to the host)
+with a ``close()``. Heavy packages are imported when a runner is
 built, never at import time.
 """
 import contextlib
@@ -37,6 +38,11 @@ def check_backends(owner, backends):
             raise InvalidParameterError(f"{owner}: unknown backend {b!r}; 'backends' must be drawn from "
                                         f"{list(BACKENDS)}.")
     return tuple(dict.fromkeys(backends))
+
+
+def as_feeds(x):
+    """``x`` as a list of arrays, one per model input."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def sample_input(shape, seed=0):
@@ -111,20 +117,21 @@ class PaddleInferenceRunner:
             config.disable_mkldnn()  # Paddle 3.3 CPU builds turn oneDNN on by default
         config.disable_glog_info()
         self.predictor = inference.create_predictor(config)
-        names = self.predictor.get_input_names()
-        if len(names) != 1:
-            raise InvalidParameterError(f"{model_file}: the model has inputs {names}; only one input is supported.")
-        self._input = self.predictor.get_input_handle(names[0])
+        self._inputs = [self.predictor.get_input_handle(n) for n in self.predictor.get_input_names()]
         self._outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
 
     def __call__(self, x):
-        self._input.reshape(list(x.shape))
-        self._input.copy_from_cpu(x)
+        feeds = as_feeds(x)
+        if len(feeds) != len(self._inputs):
+            raise InvalidParameterError(f"the model has {len(self._inputs)} inputs; got {len(feeds)} arrays.")
+        for handle, array in zip(self._inputs, feeds):
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
         self.predictor.run()
         return [h.copy_to_cpu() for h in self._outputs]
 
     def close(self):
-        self.predictor = self._input = self._outputs = None
+        self.predictor = self._inputs = self._outputs = None
 
 
 class OnnxRuntimeRunner:
@@ -138,14 +145,13 @@ class OnnxRuntimeRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: paddle2onnx leaves unused initializers behind
         self.session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise InvalidParameterError(f"{onnx_file}: the model has inputs {[i.name for i in inputs]}; "
-                                        "only one input is supported.")
-        self._name = inputs[0].name
+        self._names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, x):
-        return list(self.session.run(None, {self._name: x}))
+        feeds = as_feeds(x)
+        if len(feeds) != len(self._names):
+            raise InvalidParameterError(f"the model has inputs {self._names}; got {len(feeds)} arrays.")
+        return list(self.session.run(None, dict(zip(self._names, feeds))))
 
     def close(self):
         self.session = None
@@ -165,7 +171,7 @@ class DygraphRunner:
     def __call__(self, x):
         paddle = self._paddle
         with paddle.no_grad():
-            out = self.net(paddle.to_tensor(x))
+            out = self.net(*[paddle.to_tensor(a) for a in as_feeds(x)])
         outs = out if isinstance(out, (list, tuple)) else [out]
         return [o.numpy() for o in outs]
 

@@ -12,24 +12,26 @@ def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=
     """``{name: {params, flops, metric_name, metric, size_mb, latency_ms_cpu}}`` for task models,
     plus ``"latency"``: ``{backend: {batch: {name: median ms, ..., "ratio": paired ratio}}}``.
 
-    Models are exported with a dynamic batch size (as PaddleX exports them) and timed
-    interleaved, at each of ``latency_batches``, on Paddle Inference and ONNX Runtime;
-    ``latency_ms_cpu`` is Paddle Inference at batch 1 (None if it could not run).
+    Models are exported as a user exports them (``export_inference_model``, dynamic batch,
+    the task's inputs and post-processing) and timed interleaved, at each of
+    ``latency_batches``, on Paddle Inference and ONNX Runtime with the task's sample
+    inputs; ``latency_ms_cpu`` is Paddle Inference at batch 1 (None if it could not run).
     """
-    from paddleprune.deploy import export_inference_model, model_size_mb
+    from paddleprune.deploy import model_size_mb
     from paddleprune.prune import count_params, dygraph_flops
     out, dirs = {}, {}
+    height, width = input_shape[2:]
     for name, model in models.items():
         metrics = model.evaluate(eval_dataset, batch_size=batch_size)
         metric_name = next(iter(metrics))
-        export_dir = os.path.join(save_dir, "inference", name)
-        export_inference_model(model.net, export_dir, [None] + list(input_shape[1:]))
-        dirs[name] = export_dir
+        dirs[name] = model.export_inference_model(os.path.join(save_dir, "inference", name),
+                                                  fixed_input_shape=[width, height])
         out[name] = {"params": int(count_params(model.net)), "flops": int(dygraph_flops(model.net, input_shape)),
                      "metric_name": metric_name, "metric": float(metrics[metric_name]),
-                     "size_mb": round(model_size_mb(export_dir), 3), "latency_ms_cpu": None}
+                     "size_mb": round(model_size_mb(dirs[name]), 3), "latency_ms_cpu": None}
     if latency:
-        out["latency"] = time_models(dirs, input_shape, latency_batches)
+        first = next(iter(models.values()))
+        out["latency"] = time_models(dirs, input_shape, latency_batches, first.sample_feeds)
         paddle_inference = next((rows for label, rows in out["latency"].items()
                                  if label.startswith("Paddle Inference")), {})
         if "1" in paddle_inference:
@@ -38,19 +40,22 @@ def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=
     return out
 
 
-def time_models(dirs, input_shape, batches):
-    """Median latency (ms) of exported models, interleaved, per backend and batch size."""
+def time_models(dirs, input_shape, batches, sample_feeds=None):
+    """Median latency (ms) of exported models, interleaved, per backend and batch size;
+    ``sample_feeds(shape)`` gives the inputs for an image batch of ``shape`` (default: the
+    image alone)."""
     from paddleprune.deploy import compare_latency
     table = {}
     for backend, label, options in (("paddle_inference", "Paddle Inference (oneDNN, 2 threads)", {"onednn": True}),
                                     ("onnxruntime", "ONNX Runtime (2 threads)", {})):
         for batch in batches:
             shape = [batch] + list(input_shape[1:])
-            timing = compare_latency(dirs, shape, backends=(backend,), **options)[backend]
+            feeds = sample_feeds(shape) if sample_feeds is not None else None
+            timing = compare_latency(dirs, shape, backends=(backend,), feeds=feeds, **options)[backend]
             if "error" in timing and options.get("onednn"):   # oneDNN under PIR cannot run some ops
                 logger.warning("oneDNN latency failed (%s); measuring without oneDNN", timing["error"])
                 label, options = "Paddle Inference (no oneDNN, 2 threads)", {"onednn": False}
-                timing = compare_latency(dirs, shape, backends=(backend,), **options)[backend]
+                timing = compare_latency(dirs, shape, backends=(backend,), feeds=feeds, **options)[backend]
             if "error" in timing:
                 logger.warning("%s latency at batch %d failed: %s", label, batch, timing["error"])
                 continue

@@ -72,10 +72,10 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     os.makedirs(save_dir, exist_ok=True)
     stage1, stage2, stage3 = (os.path.join(save_dir, d) for d in ("stage1_train", "stage2_sensitivities",
                                                                   "stage3_pruned"))
-    shape = [1, 3, spec.input_size, spec.input_size]
     t0 = time.perf_counter()
     best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
     original = load_model(best1)
+    shape = list(original.input_shape)
     if sensitivities_file is not None:
         sen_file = resolve_sensitivities_file("run_pipeline", sensitivities_file, original.sensitivity_key(),
                                               model_params=model_params(original), input_shape=shape)

@@ -56,15 +56,19 @@ class PrefixCache:
     def _call(self, batch):
         return self.model(*batch) if isinstance(batch, (tuple, list)) else self.model(batch)
 
-    @paddle.no_grad()
     def record(self):
-        """Run every batch once, storing leaf outputs; returns the model outputs.
+        """Run every batch once, storing leaf outputs; returns the list of model outputs."""
+        return list(self.iter_record())
+
+    def iter_record(self):
+        """:meth:`record` as a generator of each batch's model outputs, so a caller can score
+        them batch by batch without keeping them all; the cache is complete once it is exhausted.
 
         Each batch gets an equal share of the budget and stores a contiguous prefix
         of its layer calls, so all batches can reuse the same number of calls.
         """
-        results = []
         share = self.budget / max(1, len(self.batches))
+        self.order, self.outputs, self.cached = [], [], 0
         for b, batch in enumerate(self.batches):
             seen, stored, counts, state = [], [], {}, {"used": 0, "full": False}
 
@@ -79,25 +83,30 @@ class PrefixCache:
                 else:                   # once one output is not stored, none after it is
                     state["full"] = True
 
-            handles = [l.register_forward_post_hook(hook) for l in self.leaves]
+            hooked = self.leaves if self.order is not None else []
+            handles = [l.register_forward_post_hook(hook) for l in hooked]
             try:
-                results.append(self._call(batch))
+                with paddle.no_grad():
+                    result = self._call(batch)
             finally:
                 for h in handles:
                     h.remove()
             if b == 0:
                 self.order = seen
-            elif [(id(l), k) for l, k in seen] != [(id(l), k) for l, k in self.order]:
+            elif self.order is not None and [(id(l), k) for l, k in seen] != [(id(l), k) for l, k in self.order]:
                 logger.info("the model runs different layers for different batches; no activation reuse")
-                self.outputs, self.cached = [], 0
-                return results
-            self.outputs.append(stored)
+                self.order, self.outputs = None, []
+            if self.order is not None:
+                self.outputs.append(stored)
+            yield result
+        if self.order is None:
+            self.order, self.cached = [], 0
+            return
         self.cached = min((len(s) for s in self.outputs), default=0)
         self.outputs = [s[:self.cached] for s in self.outputs]
         if self.cached < len(self.order):
             logger.info("activation cache full at %d of %d layer calls (budget %.0f MB)",
                         self.cached, len(self.order), self.budget / 2 ** 20)
-        return results
 
     def first_position(self, owners):
         """Execution position of the first call of any layer in ``owners``."""
@@ -139,11 +148,13 @@ class PrefixCache:
                 else:
                     layer.__dict__.pop("forward", None)
 
-    @paddle.no_grad()
     def run(self, position):
         """Model outputs for every batch, reusing the stored prefix before ``position``."""
-        results = []
+        return list(self.iter_run(position))
+
+    def iter_run(self, position):
+        """:meth:`run` as a generator: one batch's model outputs at a time."""
         for b, batch in enumerate(self.batches):
-            with self.reuse_before(position, b):
-                results.append(self._call(batch))
-        return results
+            with self.reuse_before(position, b), paddle.no_grad():
+                result = self._call(batch)
+            yield result

@@ -296,8 +296,11 @@ class FilterPruner:
         method : {'fast', 'naive'}
             'naive' physically prunes, evaluates and restores every point.
         eval_batches, score_fn : optional
-            Fixed evaluation inputs and ``score_fn(list of model outputs) -> float``;
-            given instead of ``eval_func``, the activations before each group are reused.
+            Fixed evaluation inputs (one entry per batch: a tensor, or a tuple of the
+            network's inputs) and ``score_fn(outputs) -> float``, where ``outputs`` yields
+            each batch's model outputs in order as they are computed (score them batch by
+            batch; none is kept); given instead of ``eval_func``, the activations before
+            each group are reused.
         metric : str
             Name of the metric, stored in the file.
         overwrite : bool

@@ -67,7 +67,7 @@ class _Evaluator:
         was = self.model.training
         self.model.eval()
         try:
-            return float(self.score_fn(self.cache.record()))
+            return self._score(self.cache.iter_record())
         finally:
             self.model.train(was)
 
@@ -75,7 +75,16 @@ class _Evaluator:
         if self.cache is None:
             return float(self.eval_func())
         position = self.cache.first_position(owners) if owners is not None else 0
-        return float(self.score_fn(self.cache.run(position)))
+        return self._score(self.cache.iter_run(position))
+
+    def _score(self, outputs):
+        """``score_fn`` over the batches' outputs as they are computed (none is kept here);
+        whatever it leaves unread is still run, so the activation cache is complete."""
+        try:
+            return float(self.score_fn(outputs))
+        finally:
+            for _ in outputs:
+                pass
 
 
 def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=None, skip_vars=None,

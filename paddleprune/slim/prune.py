@@ -76,22 +76,20 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
     size_mb = len(eval_dataset) * int(np.prod(shape[1:])) * 4 / 2**20
     was_training = model.net.training
     try:
-        if size_mb <= EVAL_BATCH_BUDGET_MB and hasattr(model, "split_batch"):
-            inputs, labels = [], []
-            loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-            for batch in loader:
-                x, y = model.split_batch(batch)
-                inputs.append(x)
-                labels.append(y)
+        if size_mb <= EVAL_BATCH_BUDGET_MB:
+            loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, num_workers=0,
+                                          collate_fn=model.collate_fn)
+            batches = [model.split_batch(batch) for batch in loader]     # (network inputs, targets)
 
-            def score_fn(outputs):
+            def score_fn(outputs):                  # streams: one batch's outputs at a time
                 metric = model.make_metric()
-                for out, y in zip(outputs, labels):
-                    metric.update(out, y)
+                for out, (inputs, targets) in zip(outputs, batches):
+                    metric.update(model.postprocess(out, inputs), targets)
                 return next(iter(metric.accumulate().values()))
 
-            return pruner.sensitive(eval_batches=inputs, score_fn=score_fn, sen_file=os.fspath(save_file),
-                                    metric=metric_name, ratios=ratios, overwrite=overwrite)
+            return pruner.sensitive(eval_batches=[inputs for inputs, _ in batches], score_fn=score_fn,
+                                    sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios,
+                                    overwrite=overwrite)
         return pruner.sensitive(
             eval_func=lambda: next(iter(model.evaluate(eval_dataset, batch_size=batch_size).values())),
             sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios, overwrite=overwrite)

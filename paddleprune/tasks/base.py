@@ -3,6 +3,19 @@
 A task supplies hooks only: ``build_net``, ``compute_loss``, ``make_metric`` (primary key
 first), ``default_transforms``, ``input_shape_of``; the train loop (``tasks/trainer.py``)
 never checks which task it runs.
+
+**Task I/O contract.** Everything that runs a network goes through these hooks (the train
+loop, ``evaluate``, sensitivity scoring with the activation cache, export and latency):
+
+- ``collate_fn`` — DataLoader collation (None: Paddle's default);
+- ``split_batch(batch) -> (inputs, targets)`` — ``inputs`` is the tuple of network inputs;
+- ``run_net(inputs)`` — the one call convention, ``self.net(*inputs)``;
+- ``postprocess(outputs, inputs)`` — network outputs to what the metric takes (logits for
+  classifiers, boxes for detectors);
+- ``make_metric()`` — a streaming metric: ``update(predictions, targets)`` per batch;
+- ``export_layer()``, ``export_inputs(image_shape)``, ``export_outputs`` — what is exported
+  (network plus post-processing), its named inputs and outputs;
+- ``sample_feeds(image_shape)`` — one input array per exported input, for latency runs.
 """
 import abc
 import inspect
@@ -93,9 +106,37 @@ class BaseTask(abc.ABC):
         image = dataset[0][0]
         return [1] + [int(d) for d in image.shape]
 
+    # -- task I/O contract (see the module docstring) ---------------------------------
+    #: DataLoader collation for this task's samples (None: Paddle's default)
+    collate_fn = None
+    #: names of the exported model's outputs
+    export_outputs = ("logits",)
+
     def split_batch(self, batch):
-        """``(network inputs, labels)`` from one DataLoader batch."""
-        return batch[0], batch[1]
+        """``(tuple of network inputs, targets)`` from one DataLoader batch."""
+        return (batch[0],), batch[1]
+
+    def run_net(self, inputs, net=None):
+        """Call the network (``self.net`` unless ``net``) on the inputs from :meth:`split_batch`."""
+        return (net or self.net)(*inputs)
+
+    def postprocess(self, outputs, inputs):
+        """Network outputs -> what the metric's ``update`` takes (default: unchanged)."""
+        return outputs
+
+    def export_layer(self):
+        """The Layer exported for deployment (default: the network itself)."""
+        return self.net
+
+    def export_inputs(self, image_shape):
+        """``[(name, shape, dtype)]`` of the exported model; ``image_shape`` is ``[N, C, H, W]``
+        with None for dynamic sizes."""
+        return [("image", list(image_shape), "float32")]
+
+    def sample_feeds(self, image_shape, seed=0):
+        """One fixed array per exported input, for an image batch of ``image_shape``."""
+        import numpy as np
+        return [np.random.default_rng(seed).random(image_shape, dtype=np.float32)]
 
     def step_metrics(self, outputs, labels):
         """Extra scalars logged with the loss during training (e.g. ``acc1``)."""
@@ -237,7 +278,7 @@ class BaseTask(abc.ABC):
                                             "no eval_transforms; give the data set transforms.")
             eval_dataset.transforms = self.eval_transforms
         loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, drop_last=False,
-                                      num_workers=0)
+                                      num_workers=0, collate_fn=self.collate_fn)
         metric = self.make_metric(keep_details=return_details)
         was_training = self.net.training
         self.net.eval()
@@ -245,8 +286,8 @@ class BaseTask(abc.ABC):
         try:
             with paddle.no_grad():
                 for batch in loader:
-                    inputs, labels = self.split_batch(batch)
-                    metric.update(self.net(inputs), labels)
+                    inputs, targets = self.split_batch(batch)
+                    metric.update(self.postprocess(self.run_net(inputs), inputs), targets)
                     bar.update(1)
         finally:
             bar.close()
@@ -343,12 +384,15 @@ class BaseTask(abc.ABC):
                                             f"got {fixed_input_shape!r}.")
             w, h = (check_int(owner, "fixed_input_shape", v, 1) for v in fixed_input_shape)
             shape = [-1, channels, h, w]
-        export_inference_model(self.net, save_dir, shape)
+        inputs = self.export_inputs([None if d == -1 else d for d in shape])
+        export_inference_model(self.export_layer(), save_dir, inputs=inputs)
         info = self.model_info(self.eval_metrics)
         info["status"] = "Infer"
         info.pop("prune", None)
         info["_Attributes"]["fixed_input_shape"] = list(fixed_input_shape) if fixed_input_shape else None
-        info["_ModelInputsOutputs"] = {"inputs": [["image", shape]], "outputs": ["logits"]}
+        info["_ModelInputsOutputs"] = {"inputs": [[name, [-1 if d is None else d for d in dims]]
+                                                  for name, dims, _ in inputs],
+                                       "outputs": list(self.export_outputs)}
         atomic_write_text(os.path.join(os.fspath(save_dir), "model.yml"),
                           yaml.safe_dump(to_plain(info), sort_keys=False))
         return os.fspath(save_dir)

@@ -142,7 +142,7 @@ def fit(task, a):
     task.status = "Prune" if prune_info else "Normal"
     seed = int(np.random.randint(0, 2**31 - 1))
     sampler = EpochBatches(len(train_ds), a["train_batch_size"], seed)
-    loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0)
+    loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0, collate_fn=task.collate_fn)
     steps = len(sampler)
     opt = resolve_optimizer(owner, a["optimizer"], net) or default_optimizer(
         owner, net, a["learning_rate"], steps, a["lr_decay_epochs"], a["lr_decay_gamma"],
@@ -174,14 +174,16 @@ def fit(task, a):
             sampler.epoch = epoch
             if hasattr(task.train_transforms, "seed"):
                 task.train_transforms.seed([seed, epoch])
+            if hasattr(task.train_transforms, "set_epoch"):
+                task.train_transforms.set_epoch(epoch)
             net.train()
             bar = progress_bar(steps, f"epoch {epoch}/{a['num_epochs']}")
             t_epoch = time.perf_counter()
             try:
                 for step, batch in enumerate(loader, 1):
-                    inputs, labels = task.split_batch(batch)
-                    outputs = net(inputs)
-                    loss = task.compute_loss(outputs, labels)
+                    inputs, targets = task.split_batch(batch)
+                    outputs = task.run_net(inputs, net)
+                    loss = task.compute_loss(outputs, targets)
                     loss.backward()
                     opt.step()
                     opt.clear_grad()
@@ -197,7 +199,7 @@ def fit(task, a):
                             f"'learning_rate' ({a['learning_rate']}) or check the data.")
                     bar.update(1)
                     if step % a["log_interval_steps"] == 0 or step == steps:
-                        values = {"loss": loss_value, **task.step_metrics(outputs, labels), "lr": lr}
+                        values = {"loss": loss_value, **task.step_metrics(outputs, targets), "lr": lr}
                         vdl.train_step(values, global_step)
                         per_step = (time.perf_counter() - t_start - eval_time) / done
                         evals_left = sum(1 for e in range(epoch, a["num_epochs"] + 1)

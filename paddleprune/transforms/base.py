@@ -237,6 +237,14 @@ class Compose(Transform):
                 op.seed(rng.integers(2**63))
         return self
 
+    def set_epoch(self, epoch):
+        """Tell epoch-dependent transforms (those with ``set_epoch``, e.g. ``MixupImage``)
+        which training epoch (from 1) is running; the train loop calls it every epoch."""
+        for op in self.transforms:
+            if hasattr(op, "set_epoch"):
+                op.set_epoch(epoch)
+        return self
+
     def get_params(self):
         """Return ``{'transforms': [config of each transform]}``."""
         return {"transforms": self.to_config_list()}
