@@ -1,5 +1,6 @@
 """Data set readers in PaddleX formats and the embedded demo data builders."""
 from paddleprune.datasets import demo
 from paddleprune.datasets.imagenet import ImageNet
+from paddleprune.datasets.voc import VOCDetection
 
-__all__ = ["ImageNet", "demo"]
+__all__ = ["ImageNet", "VOCDetection", "demo"]

@@ -30,7 +30,7 @@ from paddleprune.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["classification", "CLS_CLASS_NAMES", "CLS_BUILDER_VERSION"]
+__all__ = ["classification", "detection", "CLS_CLASS_NAMES", "CLS_BUILDER_VERSION"]
 
 CLS_BUILDER_VERSION = 1
 CLS_CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -172,3 +172,6 @@ def classification(cache_dir=None, force=False):
     """
     return materialise("demo_cls", CLS_BUILDER_VERSION, _CLS_CONFIG, _build_cls,
                        cache_dir=cache_dir, force=force)
+
+
+from paddleprune.datasets.demo_det import detection  # noqa: E402

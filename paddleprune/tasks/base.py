@@ -7,11 +7,12 @@ never checks which task it runs.
 **Task I/O contract.** Everything that runs a network goes through these hooks (the train
 loop, ``evaluate``, sensitivity scoring with the activation cache, export and latency):
 
-- ``collate_fn`` — DataLoader collation (None: Paddle's default);
-- ``split_batch(batch) -> (inputs, targets)`` — ``inputs`` is the tuple of network inputs;
+- ``collate_fn(mode)`` — DataLoader collation for 'train' or 'eval' (None: Paddle's default);
+- ``split_batch(batch) -> (inputs, targets)`` — ``inputs`` is the tuple of network inputs,
+  ``targets`` the rest of the batch (labels, ground truth, original image sizes);
 - ``run_net(inputs)`` — the one call convention, ``self.net(*inputs)``;
-- ``postprocess(outputs, inputs)`` — network outputs to what the metric takes (logits for
-  classifiers, boxes for detectors);
+- ``postprocess(outputs, targets)`` — network outputs to what the metric takes (logits for
+  classifiers, boxes in original image coordinates for detectors);
 - ``make_metric()`` — a streaming metric: ``update(predictions, targets)`` per batch;
 - ``export_layer()``, ``export_inputs(image_shape)``, ``export_outputs`` — what is exported
   (network plus post-processing), its named inputs and outputs;
@@ -107,10 +108,14 @@ class BaseTask(abc.ABC):
         return [1] + [int(d) for d in image.shape]
 
     # -- task I/O contract (see the module docstring) ---------------------------------
-    #: DataLoader collation for this task's samples (None: Paddle's default)
-    collate_fn = None
     #: names of the exported model's outputs
     export_outputs = ("logits",)
+    #: L2 weight decay of the default optimizer
+    weight_decay = 1e-4
+
+    def collate_fn(self, mode):
+        """DataLoader ``collate_fn`` for ``mode`` 'train' or 'eval' (None: Paddle's default)."""
+        return None
 
     def split_batch(self, batch):
         """``(tuple of network inputs, targets)`` from one DataLoader batch."""
@@ -120,7 +125,7 @@ class BaseTask(abc.ABC):
         """Call the network (``self.net`` unless ``net``) on the inputs from :meth:`split_batch`."""
         return (net or self.net)(*inputs)
 
-    def postprocess(self, outputs, inputs):
+    def postprocess(self, outputs, targets):
         """Network outputs -> what the metric's ``update`` takes (default: unchanged)."""
         return outputs
 
@@ -143,7 +148,32 @@ class BaseTask(abc.ABC):
         return {}
 
     def check_labels(self, owner, labels):
-        """Check the training set's class names against the model (e.g. ``num_classes``)."""
+        """Check the training set's class names against ``num_classes``: more classes than
+        outputs is an error, fewer a warning."""
+        if labels is None:
+            return
+        if len(labels) > self.num_classes:
+            raise InvalidParameterError(
+                f"{owner}: the training set has {len(labels)} classes but the model was made with "
+                f"num_classes={self.num_classes}; use {type(self).__name__}(num_classes={len(labels)}).")
+        if len(labels) < self.num_classes:
+            logger.warning("%s: the training set has %d classes, the model %d outputs", owner, len(labels),
+                           self.num_classes)
+
+    @staticmethod
+    def read_input_image(owner, item):
+        """An image given to ``predict``: a file path (decoded to RGB) or an ``H x W x 3`` array."""
+        import os
+
+        import numpy as np
+
+        from paddleprune.datasets.imagenet import read_image
+        if isinstance(item, (str, os.PathLike)):
+            return read_image(os.fspath(item))
+        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] in (1, 3):
+            return item
+        raise InvalidParameterError(f"{owner}: an image must be a file path or an H x W x 3 RGB array; "
+                                    f"got {type(item).__name__} {getattr(item, 'shape', '')}.")
 
     def sensitivity_key(self):
         """Key of the bundled ``'DEFAULT'`` sensitivities: class name, plus ``_<backbone>``."""
@@ -278,7 +308,7 @@ class BaseTask(abc.ABC):
                                             "no eval_transforms; give the data set transforms.")
             eval_dataset.transforms = self.eval_transforms
         loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, drop_last=False,
-                                      num_workers=0, collate_fn=self.collate_fn)
+                                      num_workers=0, collate_fn=self.collate_fn("eval"))
         metric = self.make_metric(keep_details=return_details)
         was_training = self.net.training
         self.net.eval()
@@ -287,7 +317,7 @@ class BaseTask(abc.ABC):
             with paddle.no_grad():
                 for batch in loader:
                     inputs, targets = self.split_batch(batch)
-                    metric.update(self.postprocess(self.run_net(inputs), inputs), targets)
+                    metric.update(self.postprocess(self.run_net(inputs), targets), targets)
                     bar.update(1)
         finally:
             bar.close()

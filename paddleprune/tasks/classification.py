@@ -2,7 +2,6 @@
 ``ResNet18``, ``ResNet50`` (networks from :mod:`paddleprune.models`)."""
 import copy
 import logging
-import os
 
 import numpy as np
 import paddle
@@ -72,28 +71,7 @@ class BaseClassifier(BaseTask):
     def build_transforms(self, config_list):
         return T.build_transforms(config_list)
 
-    def check_labels(self, owner, labels):
-        if labels is None:
-            return
-        if len(labels) > self.num_classes:
-            raise InvalidParameterError(
-                f"{owner}: the training set has {len(labels)} classes but the model was made with "
-                f"num_classes={self.num_classes}; use {type(self).__name__}(num_classes={len(labels)}).")
-        if len(labels) < self.num_classes:
-            logger.warning("%s: the training set has %d classes, the model %d outputs", owner, len(labels),
-                           self.num_classes)
-
     # -- prediction -------------------------------------------------------------------
-    @staticmethod
-    def _image(owner, item):
-        from paddleprune.datasets.imagenet import read_image
-        if isinstance(item, (str, os.PathLike)):
-            return read_image(os.fspath(item))
-        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] in (1, 3):
-            return item
-        raise InvalidParameterError(f"{owner}: an image must be a file path or an H x W x 3 RGB array; "
-                                    f"got {type(item).__name__} {getattr(item, 'shape', '')}.")
-
     def batch_predict(self, img_file_list, topk=1, transforms=None):
         """Classify several images; returns one :meth:`predict` result per image."""
         owner = f"{type(self).__name__}.predict"
@@ -105,7 +83,7 @@ class BaseClassifier(BaseTask):
         transforms = transforms if transforms is not None else self.eval_transforms
         if transforms is None:
             raise InvalidParameterError(f"{owner}: the model has no eval_transforms; pass 'transforms'.")
-        batch = np.stack([to_chw(transforms({"image": self._image(owner, im)})["image"]) for im in img_file_list])
+        batch = np.stack([to_chw(transforms({"image": self.read_input_image(owner, im)})["image"]) for im in img_file_list])
         was_training = self.net.training
         self.net.eval()
         try:

@@ -63,8 +63,8 @@ def _trainable(net):
 
 
 def default_optimizer(owner, net, learning_rate, steps_per_epoch, lr_decay_epochs, lr_decay_gamma,
-                      warmup_steps=0, warmup_start_lr=0.0):
-    """Momentum 0.9, L2 decay 1e-4, piecewise decay at ``lr_decay_epochs`` x ``steps_per_epoch``.
+                      warmup_steps=0, warmup_start_lr=0.0, weight_decay=1e-4):
+    """Momentum 0.9, L2 decay ``weight_decay``, piecewise decay at ``lr_decay_epochs`` x ``steps_per_epoch``.
 
     Raises
     ------
@@ -78,7 +78,7 @@ def default_optimizer(owner, net, learning_rate, steps_per_epoch, lr_decay_epoch
             f"({lr_decay_epochs[0]} x {steps_per_epoch} = {boundaries[0]}); got {warmup_steps!r}.")
     scheduler = WarmupPiecewiseDecay(learning_rate, boundaries, lr_decay_gamma, warmup_steps, warmup_start_lr)
     return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=_trainable(net),
-                                     weight_decay=paddle.regularizer.L2Decay(1e-4))
+                                     weight_decay=paddle.regularizer.L2Decay(weight_decay))
 
 
 def _param_list(opt):

@@ -142,11 +142,12 @@ def fit(task, a):
     task.status = "Prune" if prune_info else "Normal"
     seed = int(np.random.randint(0, 2**31 - 1))
     sampler = EpochBatches(len(train_ds), a["train_batch_size"], seed)
-    loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0, collate_fn=task.collate_fn)
+    loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0,
+                                  collate_fn=task.collate_fn("train"))
     steps = len(sampler)
     opt = resolve_optimizer(owner, a["optimizer"], net) or default_optimizer(
         owner, net, a["learning_rate"], steps, a["lr_decay_epochs"], a["lr_decay_gamma"],
-        a["warmup_steps"], a["warmup_start_lr"])
+        a["warmup_steps"], a["warmup_start_lr"], weight_decay=task.weight_decay)
     start, global_step, best = 1, 0, None
     if resume is not None:
         path = os.path.join(a["resume_checkpoint"], "model.pdopt")
