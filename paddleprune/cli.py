@@ -46,8 +46,15 @@ def _cmd_pipeline(args):
 
 
 def _cmd_demo(args):
-    args.task, args.data, args.sensitivities_file = "classification", None, None
-    return _cmd_pipeline(args)
+    import os
+
+    from paddleprune.pipeline.tasks import TASKS
+    tasks = [args.task] if args.task else list(TASKS)
+    root, args.data, args.sensitivities_file = args.save_dir, None, None
+    for task in tasks:
+        args.task, args.save_dir = task, os.path.join(root, task) if len(tasks) > 1 else root
+        _cmd_pipeline(args)
+    return 0
 
 
 def _cmd_build_default(args):
@@ -89,6 +96,7 @@ def build_parser():
         prog="paddleprune",
         description="Structured filter pruning for PaddlePaddle 3 vision models (PaddleX 1.x style).")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    task_names = ["classification", "detection"]   # pipeline.tasks.TASKS, listed here so --help stays light
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("prune", help="prune a paddle.vision model uniformly and print params and FLOPs before/after")
@@ -114,19 +122,21 @@ def build_parser():
                        help="pruned layers keep a multiple of this many channels (default 8; 1 = no alignment)")
 
     pl = sub.add_parser("pipeline", help="train, compute sensitivities, retrain pruned, and report before/after")
-    pl.add_argument("--task", default="classification", choices=["classification"])
+    pl.add_argument("--task", default="classification", choices=task_names)
     pl.add_argument("--data", default=None, help="data dir in PaddleX format (default: the embedded demo set)")
     pl.add_argument("--sensitivities-file", default=None, help="skip stage 2: a sensitivities file or DEFAULT")
     pipeline_options(pl, "output/pipeline")
     pl.set_defaults(func=_cmd_pipeline)
 
-    dm = sub.add_parser("demo", help="the pipeline on the embedded data, offline")
+    dm = sub.add_parser("demo", help="the pipeline on the embedded data of every task (or --task), offline")
+    dm.add_argument("--task", default=None, choices=task_names,
+                    help="run one task only (default: all, each into SAVE_DIR/<task>)")
     pipeline_options(dm, "output/demo")
     dm.set_defaults(func=_cmd_demo)
 
     bd = sub.add_parser("build-default", help="train on a data set, compute sensitivities and install them as "
                                               "the 'DEFAULT' file of the task's model")
-    bd.add_argument("--task", default="classification", choices=["classification"])
+    bd.add_argument("--task", default="classification", choices=task_names)
     bd.add_argument("--data", default=None, help="data dir in PaddleX format (default: the embedded demo set)")
     bd.add_argument("--save-dir", default="output/build_default", help="work folder (default output/build_default)")
     bd.add_argument("--builtin-dir", default=None,

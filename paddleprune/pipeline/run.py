@@ -106,7 +106,7 @@ def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True):
                     eval_dataset=val_ds, save_dir=stage_dir, learning_rate=settings.learning_rate,
                     warmup_steps=settings.warmup_epochs * (len(train_ds) // settings.batch_size),
                     lr_decay_epochs=list(settings.lr_decay_epochs), use_vdl=use_vdl, log_interval_steps=10,
-                    resume_checkpoint=_latest_epoch(stage_dir))
+                    save_interval_epochs=settings.save_interval, resume_checkpoint=_latest_epoch(stage_dir))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
     else:
         logger.info("stage 1/3: done before, skipped (%s)", stage_dir)
@@ -144,6 +144,7 @@ def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, e
                     eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=best_model_dir,
                     learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(settings.lr_decay_epochs),
                     use_vdl=use_vdl, log_interval_steps=10, sensitivities_file=sen_file,
+                    save_interval_epochs=settings.save_interval,
                     resume_checkpoint=_latest_epoch(stage_dir), eval_metric_loss=eval_metric_loss,
                     prune_round_to=settings.round_to)
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})

@@ -23,11 +23,16 @@ class Settings:
     ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     round_to: int = 8                 # pruned groups keep a multiple of 8 channels (SIMD width)
     model_kwargs: dict = field(default_factory=dict)   # overrides of the task's model arguments
+    save_interval: int = 1            # evaluate and save every this many epochs
 
 
 @dataclass
 class TaskSpec:
-    """A task for the pipeline; subclasses add ``build_model(num_classes, settings)`` and ``datasets(data_dir)``."""
+    """A task for the pipeline: its PaddleX data layout, model and settings.
+
+    Subclasses give ``package`` (the PaddleX-style API module holding the model class),
+    ``reader`` (the data set class in :mod:`paddleprune.datasets`) and ``transforms(mode)``.
+    """
     name: str
     model: str
     model_kwargs: dict
@@ -38,13 +43,32 @@ class TaskSpec:
     demo_data: object = None          # callable returning the demo data dir
     extra: dict = field(default_factory=dict)
 
+    package = None
+    reader = None
+    lists = ("train_list.txt", "val_list.txt", "labels.txt")
+
+    def build_model(self, num_classes, settings):
+        import importlib
+        package = importlib.import_module(f"paddleprune.{self.package}")
+        return getattr(package, self.model)(num_classes=num_classes, **{**self.model_kwargs, **settings.model_kwargs})
+
+    def datasets(self, data_dir):
+        """``(train, val)`` data sets of ``data_dir`` with the pipeline's transforms."""
+        import paddleprune.datasets as datasets
+        for name in self.lists:
+            if not os.path.isfile(os.path.join(data_dir, name)):
+                raise DataNotFoundError(f"pipeline: {os.path.join(data_dir, name)} does not exist; a {self.name} "
+                                        f"data dir holds {', '.join(self.lists)} ({self.reader} layout).")
+        reader = getattr(datasets, self.reader)
+        train_list, val_list, labels = (os.path.join(data_dir, name) for name in self.lists)
+        train = reader(data_dir, train_list, labels, transforms=self.transforms("train"), shuffle=True)
+        val = reader(data_dir, val_list, labels, transforms=self.transforms("eval"))
+        return train, val
+
 
 class ClassificationSpec(TaskSpec):
     """PaddleX ImageNet-list data (train_list.txt, val_list.txt, labels.txt), MobileNetV2."""
-
-    def build_model(self, num_classes, settings):
-        from paddleprune import cls
-        return getattr(cls, self.model)(num_classes=num_classes, **{**self.model_kwargs, **settings.model_kwargs})
+    package, reader = "cls", "ImageNet"
 
     def transforms(self, mode):  # noqa: ARG002 - same transforms for training and evaluation
         from paddleprune.cls import transforms as T
@@ -52,24 +76,34 @@ class ClassificationSpec(TaskSpec):
         # digits: no flips; the demo images are already varied in size, angle, colour and background
         return T.Compose([T.Resize(target_size=size), T.Normalize()])
 
-    def datasets(self, data_dir):
-        from paddleprune.datasets import ImageNet
-        for name in ("train_list.txt", "val_list.txt", "labels.txt"):
-            if not os.path.isfile(os.path.join(data_dir, name)):
-                raise DataNotFoundError(f"pipeline: {os.path.join(data_dir, name)} does not exist; a "
-                                        "classification data dir holds train_list.txt, val_list.txt and labels.txt.")
-        labels = os.path.join(data_dir, "labels.txt")
-        train = ImageNet(data_dir, os.path.join(data_dir, "train_list.txt"), labels,
-                         transforms=self.transforms("train"), shuffle=True)
-        val = ImageNet(data_dir, os.path.join(data_dir, "val_list.txt"), labels,
-                       transforms=self.transforms("eval"))
-        return train, val
+
+class DetectionSpec(TaskSpec):
+    """PaddleX VOC data (JPEG images, XML annotations, train_list.txt ...), YOLOv3-MobileNetV1."""
+    package, reader = "det", "VOCDetection"
+
+    def transforms(self, mode):
+        from paddleprune.det import transforms as T
+        size = self.input_size
+        if mode == "train":
+            # digits: no flips (a mirrored digit is another shape); scale and position augmentation only
+            return T.Compose([T.RandomDistort(), T.RandomExpand(ratio=2.0), T.RandomCrop(),
+                              T.Resize(target_size=size, interp="RANDOM"), T.Normalize()])
+        return T.Compose([T.Resize(target_size=size, interp="CUBIC"), T.Normalize()])
 
 
 def _demo_classification():
     from paddleprune.datasets import demo
     return demo.classification()
 
+
+def _demo_detection():
+    from paddleprune.datasets import demo
+    return demo.detection()
+
+
+#: PaddleX's YOLOv3 anchors (for 608 x 608 inputs) scaled to the demo's 128 x 128 inputs, x1.6
+#: for the demo objects (digits fill more of their image than VOC objects do)
+DEMO_ANCHORS = [[3, 4], [5, 10], [11, 8], [10, 21], [21, 15], [20, 40], [39, 30], [53, 67], [126, 110]]
 
 TASKS = {
     "classification": ClassificationSpec(
@@ -81,6 +115,16 @@ TASKS = {
                        warmup_epochs=1, sensitivity_images=128, ratios=(0.2, 0.4, 0.6, 0.8),
                        model_kwargs={"scale": 0.25}),
         demo_data=_demo_classification),
+    "detection": DetectionSpec(
+        name="detection", model="YOLOv3",
+        model_kwargs={"backbone": "MobileNetV1", "backbone_scale": 0.25, "anchors": DEMO_ANCHORS,
+                      "train_random_shapes": []},
+        metric="bbox_map", input_size=128,
+        full=Settings(epochs=30, prune_epochs=20, batch_size=16, learning_rate=0.004, lr_decay_epochs=(24, 28),
+                      warmup_epochs=1, eval_batch_size=32, save_interval=5),
+        quick=Settings(epochs=3, prune_epochs=2, batch_size=16, learning_rate=0.004, lr_decay_epochs=(3,),
+                       warmup_epochs=1, eval_batch_size=32, sensitivity_images=64, ratios=(0.3, 0.6)),
+        demo_data=_demo_detection),
 }
 
 

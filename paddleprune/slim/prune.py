@@ -78,13 +78,13 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
     try:
         if size_mb <= EVAL_BATCH_BUDGET_MB:
             loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, num_workers=0,
-                                          collate_fn=model.collate_fn)
+                                          collate_fn=model.collate_fn("eval"))
             batches = [model.split_batch(batch) for batch in loader]     # (network inputs, targets)
 
             def score_fn(outputs):                  # streams: one batch's outputs at a time
                 metric = model.make_metric()
-                for out, (inputs, targets) in zip(outputs, batches):
-                    metric.update(model.postprocess(out, inputs), targets)
+                for out, (_, targets) in zip(outputs, batches):
+                    metric.update(model.postprocess(out, targets), targets)
                 return next(iter(metric.accumulate().values()))
 
             return pruner.sensitive(eval_batches=[inputs for inputs, _ in batches], score_fn=score_fn,
