@@ -183,3 +183,25 @@ def test_bad_detector_arguments():
         det.YOLOv3(num_classes=5, nms_keep_topk=0)
     with pytest.raises(InvalidParameterError, match=r"'metric' must be None or 'VOC'; got 'COCO'"):
         det.YOLOv3(num_classes=5).train(1, [0], metric="COCO")
+
+
+def test_classifier_folder_starts_the_backbone(lists, tmp_path):
+    from paddleprune import cls
+    from paddleprune.tasks.checkpoint import load_pretrain
+    classifier = cls.MobileNetV1(num_classes=10, scale=0.25)
+    classifier.net = classifier.build_net()
+    folder = classifier.save_model(str(tmp_path / "mbv1"))
+    model = det.YOLOv3(**MODEL)
+    net = model.build_net()
+    head_before = net.yolo_output[0].weight.numpy().copy()
+    assert load_pretrain(model, net, folder, "t") is None
+    ours = net.state_dict()
+    for name, value in classifier.net.state_dict().items():
+        if not name.startswith("fc."):
+            np.testing.assert_array_equal(ours["backbone." + name].numpy(), value.numpy())
+    np.testing.assert_array_equal(net.yolo_output[0].weight.numpy(), head_before)     # the head is untouched
+    wider = cls.MobileNetV1(num_classes=10, scale=0.5)
+    wider.net = wider.build_net()
+    with pytest.raises(InvalidParameterError, match=r"holds a MobileNetV1 whose weights do not fit this model's "
+                                                    r"backbone .*features.0.0.weight has shape \[16, 3, 3, 3\]"):
+        load_pretrain(model, model.build_net(), wider.save_model(str(tmp_path / "wide")), "t")

@@ -12,11 +12,35 @@ from paddleprune.pipeline import run_pipeline
 from paddleprune.tasks.pruning import resolve_sensitivities_file
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """``paddleprune demo --quick``: every task, each into ``<save-dir>/<task>``."""
+    root = str(tmp_path_factory.mktemp("demo"))
+    assert main(["demo", "--quick", "--save-dir", root]) == 0
+    return root
+
+
 @pytest.mark.slow
-def test_quick_demo_end_to_end_and_rerun_skips(tmp_path, capsys):
-    out = str(tmp_path / "demo")
-    assert main(["demo", "--quick", "--save-dir", out]) == 0
-    printed = capsys.readouterr().out
+def test_quick_detection_demo(demo_run):
+    out = os.path.join(demo_run, "detection")
+    report = json.load(open(os.path.join(out, "report.json")))
+    o, p = report["original"], report["pruned"]
+    assert report["model"] == "YOLOv3" and o["metric_name"] == p["metric_name"] == "bbox_map"
+    assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
+    assert 0 < o["metric"] <= 1 and 0 <= p["metric"] <= 1
+    assert o["latency_ms_cpu"] > 0 and p["latency_ms_cpu"] > 0
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))
+    assert pruned.status == "Prune" and pruned.sensitivity_key() == "YOLOv3_MobileNetV1"
+    outs = [p.shape[0] for n, p in pruned.net.named_parameters() if "yolo_output" in n and n.endswith("weight")]
+    assert outs == [3 * (5 + 5)] * 3                    # the output convs keep anchors x (5 + classes)
+    assert os.path.isfile(os.path.join(out, "stage2_sensitivities", "sensitivities.png"))
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_and_rerun_skips(demo_run, tmp_path):
+    out = os.path.join(demo_run, "classification")
+    printed = open(os.path.join(out, "report.md")).read()
     assert "| FLOPs |" in printed and "| acc1 (%) |" in printed
     report = json.load(open(os.path.join(out, "report.json")))
     o, p = report["original"], report["pruned"]
@@ -60,7 +84,7 @@ def test_quick_demo_end_to_end_and_rerun_skips(tmp_path, capsys):
 
 
 def test_bad_pipeline_arguments(tmp_path):
-    with pytest.raises(InvalidParameterError, match=r"unknown task 'detection3d'; available: \['classification'\]"):
+    with pytest.raises(InvalidParameterError, match=r"unknown task 'detection3d'; available: \['classification', 'detection'\]"):
         run_pipeline(task="detection3d", save_dir=str(tmp_path))
     with pytest.raises(InvalidParameterError, match=r"'eval_metric_loss' must be a number in \(0, 1\); got 1.5"):
         run_pipeline(eval_metric_loss=1.5, save_dir=str(tmp_path))

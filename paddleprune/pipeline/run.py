@@ -86,7 +86,7 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     best3 = retrain_pruned(spec, settings, train_ds, val_ds, best1, sen_file, eval_metric_loss, stage3, use_vdl)
     # -- measure both ---------------------------------------------------------------------------
     results = measure({"original": original, "pruned": load_model(best3)}, val_ds, shape, save_dir,
-                      batch_size=settings.eval_batch_size, latency=latency)
+                      batch_size=settings.eval_batch_size, latency=latency, latency_batches=spec.latency_batches)
     report = {"task": task, "model": spec.model, "model_params": model_params(original), "dataset": data_dir,
               "eval_metric_loss": eval_metric_loss, "pruned_flops_target": pruned_flops,
               "sensitivities_file": sen_file, "round_to": settings.round_to, "quick": quick,

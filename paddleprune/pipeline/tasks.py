@@ -41,7 +41,7 @@ class TaskSpec:
     full: Settings
     quick: Settings
     demo_data: object = None          # callable returning the demo data dir
-    extra: dict = field(default_factory=dict)
+    latency_batches: tuple = (1, 32)  # batch sizes the report times
 
     package = None
     reader = None
@@ -124,7 +124,9 @@ TASKS = {
                       warmup_epochs=1, eval_batch_size=32, save_interval=5),
         quick=Settings(epochs=3, prune_epochs=2, batch_size=16, learning_rate=0.004, lr_decay_epochs=(3,),
                        warmup_epochs=1, eval_batch_size=32, sensitivity_images=64, ratios=(0.3, 0.6)),
-        demo_data=_demo_detection),
+        demo_data=_demo_detection,
+        # paddle2onnx 2.1.0 converts multiclass NMS correctly only at batch 1 (tests/test_yolov3.py)
+        latency_batches=(1,)),
 }
 
 

@@ -214,8 +214,9 @@ class BaseTask(abc.ABC):
             Output folder (``epoch_N``, ``best_model``, ``vdl_log``).
         pretrain_weights : str, optional
             None (random init) or a model folder saved by ``train()`` (a pruned one has
-            its record replayed first), or a ``.pdparams`` file. PaddleX names such as
-            ``'IMAGENET'`` are refused: nothing can be downloaded.
+            its record replayed first), or a ``.pdparams`` file; for a detector also the
+            folder of a classifier of its backbone network (the backbone starts from it).
+            PaddleX names such as ``'IMAGENET'`` are refused: nothing can be downloaded.
         optimizer : paddle.optimizer.Optimizer or callable, optional
             Default: Momentum 0.9, L2 1e-4, piecewise decay. A callable gets the
             trainable parameters after pruning and returns an optimizer; an instance must

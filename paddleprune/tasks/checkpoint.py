@@ -226,10 +226,36 @@ def load_model(model_dir):
     return task
 
 
+def _load_backbone(owner, net, prefix, info):
+    """Load a classifier's weights into the ``prefix`` sub-network of ``net`` (a detector's
+    backbone): every ``prefix + name`` tensor must be the classifier's ``name`` tensor, same
+    shape; the rest of ``net`` (the head) keeps its initialisation."""
+    path = os.path.join(info["_dir"], "model.pdparams")
+    state = read_params(path)
+    own = {k: list(v.shape) for k, v in net.state_dict().items() if k.startswith(prefix)}
+    problems = [f"{k[len(prefix):]} missing" for k in own if k[len(prefix):] not in state]
+    problems += [f"{k[len(prefix):]} has shape {list(np.shape(state[k[len(prefix):]]))}, the backbone {shape}"
+                 for k, shape in own.items() if k[len(prefix):] in state
+                 and list(np.shape(state[k[len(prefix):]])) != shape]
+    if not own or problems:
+        raise InvalidParameterError(
+            f"{owner}: 'pretrain_weights' {info['_dir']} holds a {info['Model']} whose weights do not fit this "
+            f"model's backbone ({len(problems)} problem(s): {'; '.join(problems[:5])}); use a classifier of the "
+            f"same network and scale (e.g. MobileNetV1 with the detector's backbone_scale).")
+    net.set_state_dict({k: state[k[len(prefix):]] for k in own})
+    for k, v in net.state_dict().items():   # set_state_dict only warns; make sure it took
+        if k in own and not np.array_equal(v.numpy(), np.asarray(state[k[len(prefix):]])):
+            raise DataFormatError(f"{k} was not loaded", path)
+    logger.info("%s: loaded the %d backbone tensors of the %s in %s; the rest starts from scratch", owner,
+                len(own), info["Model"], info["_dir"])
+
+
 def load_pretrain(task, net, pretrain_weights, owner):
     """Load ``pretrain_weights`` (a saved model folder or a ``.pdparams`` file) into ``net``.
 
-    A pruned folder has its record replayed first. Returns the folder's ``model.yml``
+    A pruned folder has its record replayed first. For a task with a ``backbone_prefix``
+    (a detector), the folder of an unpruned classifier of the backbone's network gives the
+    backbone's weights (PaddleX starts detectors from ImageNet classifiers the same way). Returns the folder's ``model.yml``
     info (None for a bare file).
 
     Raises
@@ -252,6 +278,10 @@ def load_pretrain(task, net, pretrain_weights, owner):
     info = None
     if os.path.isdir(path):
         info = read_model_info(path)
+        prefix = getattr(task, "backbone_prefix", None)
+        if info["Model"] != type(task).__name__ and prefix and info["status"] == "Normal":
+            _load_backbone(owner, net, prefix, info)
+            return None
         if info["Model"] != type(task).__name__:
             raise InvalidParameterError(
                 f"{owner}: 'pretrain_weights' {path} holds a {info['Model']}, not a {type(task).__name__}.")

@@ -156,6 +156,8 @@ class YOLOv3(BaseTask):
 
     model_type = "detector"
     weight_decay = 5e-4
+    #: ``pretrain_weights`` may be a MobileNetV1 classifier folder: its weights start the backbone
+    backbone_prefix = "backbone."
     export_outputs = ("bbox", "bbox_num")
 
     def __init__(self, num_classes=80, backbone="MobileNetV1", anchors=None, anchor_masks=None,
