@@ -205,3 +205,10 @@ def test_classifier_folder_starts_the_backbone(lists, tmp_path):
     with pytest.raises(InvalidParameterError, match=r"holds a MobileNetV1 whose weights do not fit this model's "
                                                     r"backbone .*features.0.0.weight has shape \[16, 3, 3, 3\]"):
         load_pretrain(model, model.build_net(), wider.save_model(str(tmp_path / "wide")), "t")
+
+
+def test_metric_values_are_stored_as_plain_floats():
+    from paddleprune.tasks.base import scalar_metrics
+    out = scalar_metrics({"bbox_map": np.float32(0.5), "acc1": np.float64(0.25), "n": np.int64(3),
+                          "category_iou": [0.1, 0.2], "flag": True})
+    assert out == {"bbox_map": 0.5, "acc1": 0.25, "n": 3.0} and all(type(v) is float for v in out.values())

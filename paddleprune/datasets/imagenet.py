@@ -107,6 +107,34 @@ def _resolve_list(data_dir, path):
     return path
 
 
+def open_list_dataset(dataset, data_dir, file_list, label_list, transforms, shuffle, **ignored):
+    """The part of a PaddleX list data set's constructor every reader shares: check
+    ``transforms`` and the folders, resolve the list and label files, read the labels.
+
+    Sets ``data_dir``, ``file_list_path``, ``label_list_path``, ``transforms``, ``shuffle``
+    and ``labels`` on ``dataset``; ``ignored`` are PaddleX's loader options (logged, unused).
+    """
+    owner = type(dataset).__name__
+    for name, value in ignored.items():
+        if value is not None:
+            logger.debug("%s: %r=%r is accepted for PaddleX compatibility and ignored; "
+                         "set the DataLoader's options instead", owner, name, value)
+    if transforms is not None and not callable(transforms):
+        raise InvalidParameterError(
+            f"{owner}: 'transforms' must be callable (e.g. a Compose) or None; got {transforms!r}.")
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise DataNotFoundError(f"data_dir not found or not a folder: {data_dir}")
+    dataset.data_dir = os.path.abspath(data_dir)
+    dataset.file_list_path = _resolve_list(data_dir, file_list)
+    dataset.label_list_path = _resolve_list(data_dir, label_list)
+    dataset.transforms = transforms
+    dataset.shuffle = shuffle
+    if not os.path.isfile(dataset.file_list_path):
+        raise DataNotFoundError(f"file list not found: {dataset.file_list_path}")
+    dataset.labels = read_labels(dataset.label_list_path)
+
+
 class ImageNet(paddle.io.Dataset):
     """Classification data set read from an ImageNet-style list (PaddleX signature).
 
@@ -156,25 +184,8 @@ class ImageNet(paddle.io.Dataset):
     def __init__(self, data_dir, file_list, label_list, transforms=None, shuffle=False,
                  num_workers=None, buffer_size=None, parallel_method=None):
         super().__init__()
-        for name, value in (("num_workers", num_workers), ("buffer_size", buffer_size),
-                            ("parallel_method", parallel_method)):
-            if value is not None:
-                logger.debug("ImageNet: %r=%r is accepted for PaddleX compatibility and ignored; "
-                             "set the DataLoader's options instead", name, value)
-        if transforms is not None and not callable(transforms):
-            raise InvalidParameterError(
-                f"ImageNet: 'transforms' must be callable (e.g. a Compose) or None; got {transforms!r}.")
-        data_dir = os.fspath(data_dir)
-        if not os.path.isdir(data_dir):
-            raise DataNotFoundError(f"data_dir not found or not a folder: {data_dir}")
-        self.data_dir = os.path.abspath(data_dir)
-        self.file_list_path = _resolve_list(data_dir, file_list)
-        self.label_list_path = _resolve_list(data_dir, label_list)
-        self.transforms = transforms
-        self.shuffle = shuffle
-        if not os.path.isfile(self.file_list_path):
-            raise DataNotFoundError(f"file list not found: {self.file_list_path}")
-        self.labels = read_labels(self.label_list_path)
+        open_list_dataset(self, data_dir, file_list, label_list, transforms, shuffle,
+                          num_workers=num_workers, buffer_size=buffer_size, parallel_method=parallel_method)
         self.file_list, self.skipped_blank_lines = self._parse(self.file_list_path, len(self.labels))
         self.num_samples = len(self.file_list)
         logger.info("ImageNet: %d samples, %d classes from %s", self.num_samples, len(self.labels),

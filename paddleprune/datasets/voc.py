@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import paddle
 
-from paddleprune.datasets.imagenet import _read_lines, _resolve_list, read_image, read_labels
-from paddleprune.errors import DataFormatError, DataNotFoundError, InvalidParameterError
+from paddleprune.datasets.imagenet import _read_lines, open_list_dataset, read_image
+from paddleprune.errors import DataFormatError, DataNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -238,25 +238,8 @@ class VOCDetection(paddle.io.Dataset):
     def __init__(self, data_dir, file_list, label_list, transforms=None, shuffle=False,
                  num_workers=None, buffer_size=None, parallel_method=None):
         super().__init__()
-        for name, value in (("num_workers", num_workers), ("buffer_size", buffer_size),
-                            ("parallel_method", parallel_method)):
-            if value is not None:
-                logger.debug("VOCDetection: %r=%r is accepted for PaddleX compatibility and ignored; "
-                             "set the DataLoader's options instead", name, value)
-        if transforms is not None and not callable(transforms):
-            raise InvalidParameterError(
-                f"VOCDetection: 'transforms' must be callable (e.g. a Compose) or None; got {transforms!r}.")
-        data_dir = os.fspath(data_dir)
-        if not os.path.isdir(data_dir):
-            raise DataNotFoundError(f"data_dir not found or not a folder: {data_dir}")
-        self.data_dir = os.path.abspath(data_dir)
-        self.file_list_path = _resolve_list(data_dir, file_list)
-        self.label_list_path = _resolve_list(data_dir, label_list)
-        self.transforms = transforms
-        self.shuffle = shuffle
-        if not os.path.isfile(self.file_list_path):
-            raise DataNotFoundError(f"file list not found: {self.file_list_path}")
-        self.labels = read_labels(self.label_list_path)
+        open_list_dataset(self, data_dir, file_list, label_list, transforms, shuffle,
+                          num_workers=num_workers, buffer_size=buffer_size, parallel_method=parallel_method)
         self.cname2cid = {name: i for i, name in enumerate(self.labels)}
         self.skipped_files = []
         self._records = self._parse(self.file_list_path)

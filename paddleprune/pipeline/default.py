@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 
-from paddleprune.pipeline.run import compute_sensitivities, train_original
+from paddleprune.pipeline.run import compute_sensitivities, train_backbone, train_original
 from paddleprune.pipeline.tasks import get_task
 from paddleprune.tasks.pruning import BUILTIN_DIR, model_params, read_manifest
 from paddleprune.utils.atomic import atomic_open, atomic_write_json
@@ -54,7 +54,9 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     demo = data_dir is None
     data_dir = data_dir or spec.demo_data()
     train_ds, val_ds = spec.datasets(data_dir)
-    best = train_original(spec, settings, train_ds, val_ds, os.path.join(save_dir, "stage1_train"))
+    backbone = train_backbone(spec, settings, os.path.join(save_dir, "stage0_backbone"))
+    best = train_original(spec, settings, train_ds, val_ds, os.path.join(save_dir, "stage1_train"),
+                          pretrain_weights=backbone)
     sen_file = compute_sensitivities(spec, settings, val_ds, best, os.path.join(save_dir, "stage2_sensitivities"))
     model = load_model(best)
     _, meta = load_sensitivities(sen_file, return_meta=True)
@@ -64,7 +66,9 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
         "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
-                   f"{meta.get('baseline', 0):.4f}), not ImageNet weights",
+                   f"{meta.get('baseline', 0):.4f})"
+                   + (", its backbone first trained as a classifier on the embedded classification set"
+                      if backbone else "") + "; not ImageNet weights",
         "model_params": model_params(model),
         "input_shape": list(model.input_shape),
         "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")

@@ -76,7 +76,8 @@ def _row(label, o, p, fmt, points=False):
 
 def to_markdown(report):
     o, p = report["original"], report["pruned"]
-    params = ", ".join(f"{k}={v}" for k, v in (report.get("model_params") or {}).items())
+    params = ", ".join(f"{k}={v}" for k, v in (report.get("model_params") or {}).items()
+                       if not isinstance(v, (list, tuple)) or len(v) <= 4)    # anchors stay in report.json
     lines = [f"# Pruning report: {report['model']}" + (f" ({params})" if params else "") + f", {report['task']}", "",
              f"Data: `{report['dataset']}`; sensitivities: `{report['sensitivities_file']}`; "
              f"eval_metric_loss={report['eval_metric_loss']}"

@@ -7,7 +7,6 @@ import logging
 import os
 import time
 
-from paddleprune.errors import InvalidParameterError
 from paddleprune.pipeline.report import measure, write_report
 from paddleprune.pipeline.tasks import get_task
 from paddleprune.tasks.checkpoint import load_model
@@ -73,7 +72,8 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     stage1, stage2, stage3 = (os.path.join(save_dir, d) for d in ("stage1_train", "stage2_sensitivities",
                                                                   "stage3_pruned"))
     t0 = time.perf_counter()
-    best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl)
+    backbone = train_backbone(spec, settings, os.path.join(save_dir, "stage0_backbone"))
+    best1 = train_original(spec, settings, train_ds, val_ds, stage1, use_vdl, pretrain_weights=backbone)
     original = load_model(best1)
     shape = list(original.input_shape)
     if sensitivities_file is not None:
@@ -96,15 +96,56 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     return report
 
 
-def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True):
-    """Stage 1: train the unpruned model into ``stage_dir``; returns its ``best_model`` dir."""
+def _optimizer(settings, learning_rate, steps_per_epoch, decay_epochs=None):
+    """None (``train()``'s PaddleX default, Momentum) or a function making Adam with the same
+    warmup and piecewise decay (at ``decay_epochs``, default ``settings.lr_decay_epochs``)."""
+    if settings.optimizer == "momentum":
+        return None
+    import paddle
+
+    from paddleprune.tasks.optim import WarmupPiecewiseDecay
+
+    def make(parameters):
+        boundaries = [e * steps_per_epoch for e in (decay_epochs or settings.lr_decay_epochs)]
+        schedule = WarmupPiecewiseDecay(learning_rate, boundaries, 0.1,
+                                        settings.warmup_epochs * steps_per_epoch, 0.0)
+        return paddle.optimizer.Adam(learning_rate=schedule, parameters=parameters)
+    return make
+
+
+def train_backbone(spec, settings, stage_dir):
+    """Stage 0: the backbone trained as a classifier (``spec.backbone_classifier``); returns its
+    ``best_model`` dir, or None for a task without this stage."""
+    job = spec.backbone_classifier(settings)
+    if job is None:
+        return None
+    if not _done(stage_dir):
+        t0 = time.perf_counter()
+        model, train_ds, val_ds = job
+        logger.info("stage 0: training the %s backbone as a classifier (%d epochs) into %s", type(model).__name__,
+                    settings.backbone_epochs, stage_dir)
+        steps = len(train_ds) // 32
+        model.train(num_epochs=settings.backbone_epochs, train_dataset=train_ds, train_batch_size=32,
+                    eval_dataset=val_ds, save_dir=stage_dir, learning_rate=0.05, warmup_steps=steps,
+                    lr_decay_epochs=[max(1, settings.backbone_epochs * 3 // 4)], log_interval_steps=20,
+                    save_interval_epochs=max(1, settings.backbone_epochs // 2),
+                    resume_checkpoint=_latest_epoch(stage_dir))
+        _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
+    return os.path.join(stage_dir, "best_model")
+
+
+def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True, pretrain_weights=None):
+    """Stage 1: train the unpruned model into ``stage_dir`` (from ``pretrain_weights``, e.g.
+    stage 0's backbone); returns its ``best_model`` dir."""
     if not _done(stage_dir):
         t0 = time.perf_counter()
         logger.info("stage 1/3: training %s (%d epochs) into %s", spec.model, settings.epochs, stage_dir)
         model = spec.build_model(len(train_ds.labels), settings)
+        steps = len(train_ds) // settings.batch_size
         model.train(num_epochs=settings.epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
                     eval_dataset=val_ds, save_dir=stage_dir, learning_rate=settings.learning_rate,
-                    warmup_steps=settings.warmup_epochs * (len(train_ds) // settings.batch_size),
+                    warmup_steps=settings.warmup_epochs * steps, pretrain_weights=pretrain_weights,
+                    optimizer=_optimizer(settings, settings.learning_rate, steps),
                     lr_decay_epochs=list(settings.lr_decay_epochs), use_vdl=use_vdl, log_interval_steps=10,
                     save_interval_epochs=settings.save_interval, resume_checkpoint=_latest_epoch(stage_dir))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
@@ -140,9 +181,12 @@ def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, e
         logger.info("stage 3/3: retraining %s pruned with %s (eval_metric_loss=%s)", spec.model, sen_file,
                     eval_metric_loss)
         model = spec.build_model(len(train_ds.labels), settings)
+        decay = settings.prune_lr_decay_epochs or settings.lr_decay_epochs
         model.train(num_epochs=settings.prune_epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
                     eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=best_model_dir,
-                    learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(settings.lr_decay_epochs),
+                    optimizer=_optimizer(settings, settings.learning_rate / 2, len(train_ds) // settings.batch_size,
+                                         decay),
+                    learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(decay),
                     use_vdl=use_vdl, log_interval_steps=10, sensitivities_file=sen_file,
                     save_interval_epochs=settings.save_interval,
                     resume_checkpoint=_latest_epoch(stage_dir), eval_metric_loss=eval_metric_loss,

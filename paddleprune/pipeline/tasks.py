@@ -17,6 +17,7 @@ class Settings:
     batch_size: int
     learning_rate: float
     lr_decay_epochs: tuple
+    prune_lr_decay_epochs: tuple = None   # stage 3's decay epochs (default: lr_decay_epochs)
     warmup_epochs: int = 0
     eval_batch_size: int = 64
     sensitivity_images: int = 0       # 0 = the whole validation set
@@ -24,6 +25,8 @@ class Settings:
     round_to: int = 8                 # pruned groups keep a multiple of 8 channels (SIMD width)
     model_kwargs: dict = field(default_factory=dict)   # overrides of the task's model arguments
     save_interval: int = 1            # evaluate and save every this many epochs
+    optimizer: str = "momentum"       # 'momentum': train()'s PaddleX default; 'adam': Adam, same schedule
+    backbone_epochs: int = 0          # > 0: stage 0 trains the backbone as a classifier first (see TaskSpec)
 
 
 @dataclass
@@ -51,6 +54,12 @@ class TaskSpec:
         import importlib
         package = importlib.import_module(f"paddleprune.{self.package}")
         return getattr(package, self.model)(num_classes=num_classes, **{**self.model_kwargs, **settings.model_kwargs})
+
+    def backbone_classifier(self, settings):
+        """Stage 0, for tasks whose network has a classification backbone: ``(classifier model,
+        train set, val set)`` to train it on, or None. It stands in for the ImageNet weights
+        PaddleX starts from (nothing can be downloaded here)."""
+        return None
 
     def datasets(self, data_dir):
         """``(train, val)`` data sets of ``data_dir`` with the pipeline's transforms."""
@@ -90,6 +99,22 @@ class DetectionSpec(TaskSpec):
                               T.Resize(target_size=size, interp="RANDOM"), T.Normalize()])
         return T.Compose([T.Resize(target_size=size, interp="CUBIC"), T.Normalize()])
 
+    def backbone_classifier(self, settings):
+        """MobileNetV1 at the detector's backbone scale, on the embedded classification set at
+        64 x 64 (there the digits are as large as the detection set's larger objects)."""
+        if not settings.backbone_epochs:
+            return None
+        from paddleprune import cls
+        from paddleprune.cls import transforms as T
+        from paddleprune.datasets import ImageNet, demo
+        root = demo.classification()
+        tf = T.Compose([T.Resize(target_size=64), T.Normalize()])
+        train = ImageNet(root, "train_list.txt", "labels.txt", transforms=tf, shuffle=True)
+        val = ImageNet(root, "val_list.txt", "labels.txt", transforms=T.Compose([T.Resize(target_size=64),
+                                                                                T.Normalize()]))
+        scale = {**self.model_kwargs, **settings.model_kwargs}.get("backbone_scale", 1.0)
+        return cls.MobileNetV1(num_classes=len(train.labels), scale=scale), train, val
+
 
 def _demo_classification():
     from paddleprune.datasets import demo
@@ -120,10 +145,14 @@ TASKS = {
         model_kwargs={"backbone": "MobileNetV1", "backbone_scale": 0.25, "anchors": DEMO_ANCHORS,
                       "train_random_shapes": []},
         metric="bbox_map", input_size=128,
-        full=Settings(epochs=30, prune_epochs=20, batch_size=16, learning_rate=0.004, lr_decay_epochs=(24, 28),
-                      warmup_epochs=1, eval_batch_size=32, save_interval=5),
-        quick=Settings(epochs=3, prune_epochs=2, batch_size=16, learning_rate=0.004, lr_decay_epochs=(3,),
-                       warmup_epochs=1, eval_batch_size=32, sensitivity_images=64, ratios=(0.3, 0.6)),
+        # from scratch the detector learns slowly on 2 cores: the backbone first learns the digits as a
+        # classifier (stage 0), and Adam trains the head several times faster than Momentum here
+        full=Settings(epochs=36, prune_epochs=24, batch_size=16, learning_rate=0.001, lr_decay_epochs=(27, 33),
+                      prune_lr_decay_epochs=(18, 22), warmup_epochs=1, eval_batch_size=32, save_interval=3,
+                      optimizer="adam", backbone_epochs=20),
+        quick=Settings(epochs=3, prune_epochs=2, batch_size=16, learning_rate=0.001, lr_decay_epochs=(3,),
+                       warmup_epochs=1, eval_batch_size=32, sensitivity_images=64, ratios=(0.3, 0.6),
+                       optimizer="adam", backbone_epochs=3),
         demo_data=_demo_detection,
         # paddle2onnx 2.1.0 converts multiclass NMS correctly only at batch 1 (tests/test_yolov3.py)
         latency_batches=(1,)),

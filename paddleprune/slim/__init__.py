@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from paddleprune.slim.visualize import visualize as _visualize_table
 
-__all__ = ["visualize", "cal_params_sensitivities", "prune"]
+__all__ = ["visualize", "cal_params_sensitivities", "loss_summary", "prune"]
 
 
 def _model_cost_fn(model):
@@ -27,6 +27,27 @@ def _model_cost_fn(model):
     def cost_fn(ratios):
         return pruner.cost_of({k: v for k, v in ratios.items() if k in known})
     return cost_fn
+
+
+def loss_summary(model, sensitivities, losses=(0.05, 0.10, 0.20, 0.30)):
+    """What each ``eval_metric_loss`` would do to a trained task model.
+
+    Returns
+    -------
+    list of dict
+        ``{"eval_metric_loss", "flops", "params", "layers"}`` per loss: the shares of FLOPs and
+        parameters removed and the number of layer groups pruned.
+    """
+    from paddleprune.prune import get_ratios_by_loss, load_sensitivities
+    table = load_sensitivities(sensitivities) if isinstance(sensitivities, (str, os.PathLike)) else sensitivities
+    cost_fn = _model_cost_fn(model)
+    rows = []
+    for loss in losses:
+        ratios = get_ratios_by_loss(table, loss)
+        cost = cost_fn(ratios)
+        rows.append({"eval_metric_loss": loss, "flops": cost["flops"], "params": cost["params"],
+                     "layers": sum(1 for v in ratios.values() if v > 0)})
+    return rows
 
 
 def visualize(*args, **kwargs):

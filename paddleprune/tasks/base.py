@@ -29,7 +29,15 @@ from paddleprune.tasks.params import check_train_args
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseTask"]
+__all__ = ["BaseTask", "scalar_metrics"]
+
+
+def scalar_metrics(metrics):
+    """The scalar entries of a metrics dict as plain floats, whatever their numpy type (lists
+    and arrays such as per-class values are left out)."""
+    import numbers
+    return {k: float(v) for k, v in (metrics or {}).items()
+            if isinstance(v, numbers.Real) and not isinstance(v, bool)}
 
 
 class BaseTask(abc.ABC):
@@ -336,8 +344,7 @@ class BaseTask(abc.ABC):
             "_init_params": self.get_params(),
             "_Attributes": {"model_type": self.model_type, "num_classes": self.num_classes,
                             "labels": self.labels, "input_shape": self.input_shape,
-                            "eval_metrics": {k: float(v) for k, v in (eval_metrics or {}).items()
-                                             if isinstance(v, (int, float))}},
+                            "eval_metrics": scalar_metrics(eval_metrics)},
             "Transforms": self.eval_transforms.to_config_list() if self.eval_transforms is not None else None,
             "TrainTransforms": (self.train_transforms.to_config_list()
                                 if hasattr(self.train_transforms, "to_config_list") else None),

@@ -17,6 +17,7 @@ import paddle
 
 from paddleprune.errors import DataNotFoundError, InvalidParameterError
 from paddleprune.tasks import checkpoint as ckpt
+from paddleprune.tasks.base import scalar_metrics
 from paddleprune.tasks.early_stop import EarlyStop
 from paddleprune.tasks.optim import default_optimizer, resolve_optimizer, restore_optimizer
 from paddleprune.tasks.progress import format_eta, progress_bar
@@ -126,7 +127,7 @@ def _evaluate(task, eval_ds, batch_size, epoch, vdl):
     t0 = time.perf_counter()
     metrics = task.evaluate(eval_ds, batch_size=batch_size)
     logger.info("[EVAL] Finished, Epoch=%d, %s (%.1f s)", epoch,
-                ", ".join(f"{k}={v:.6f}" for k, v in metrics.items() if isinstance(v, float)),
+                ", ".join(f"{k}={v:.6f}" for k, v in scalar_metrics(metrics).items()),
                 time.perf_counter() - t0)
     vdl.eval_epoch(metrics, epoch)
     return metrics, time.perf_counter() - t0

@@ -43,19 +43,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def summarize_losses(model, table, losses=LOSSES):
-    """``[(eval_metric_loss, FLOPs removed, params removed, layers pruned)]`` for ``losses``."""
-    from paddleprune.prune import L1NormFilterPruner, get_ratios_by_loss
-    pruner = L1NormFilterPruner(model.net, list(model.input_shape))
-    known = {n for n, _ in model.net.named_parameters()}
-    rows = []
-    for loss in losses:
-        ratios = {k: v for k, v in get_ratios_by_loss(table, loss).items() if k in known}
-        cost = pruner.cost_of(ratios)
-        rows.append((loss, cost["flops"], cost["params"], sum(1 for v in ratios.values() if v > 0)))
-    return rows
-
-
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,8 +87,9 @@ def main(argv=None):
     print(f"file        : {args.save_file}")
     print(f"plot        : {png}")
     print("eval_metric_loss -> FLOPs removed / params removed / layers pruned:")
-    for loss, flops, params, n in summarize_losses(model, table):
-        print(f"  {loss:4.2f}  ->  {100 * flops:5.1f} %  /  {100 * params:5.1f} %  /  {n}")
+    for row in slim.loss_summary(model, table, LOSSES):
+        print(f"  {row['eval_metric_loss']:4.2f}  ->  {100 * row['flops']:5.1f} %  /  {100 * row['params']:5.1f} %"
+              f"  /  {row['layers']}")
     print(f"time        : {time.perf_counter() - t0:.1f} s")
     print(f"next        : python mobilenetv2.py --model_dir {args.model_dir} --sensitivities_file "
           f"{args.save_file} --eval_metric_loss 0.05")
