@@ -107,8 +107,9 @@ def load_datasets(data_dir, train_subset=0, eval_subset=0):
     from paddleprune.datasets import VOCDetection, demo
     from paddleprune.det import transforms as T
     data_dir = data_dir or demo.detection()
-    # digits: no horizontal flip (a mirrored digit is another shape); colour, scale and position only
-    train_tf = T.Compose([T.RandomDistort(), T.RandomExpand(ratio=1.5, prob=0.3),
+    # PaddleX's YOLOv3 augmentation without MixupImage and without the horizontal flip (a mirrored digit
+    # is another shape)
+    train_tf = T.Compose([T.RandomDistort(), T.RandomExpand(ratio=2.0), T.RandomCrop(),
                           T.Resize(target_size=INPUT_SIZE, interp="RANDOM"), T.Normalize()])
     labels = os.path.join(data_dir, "labels.txt")
     train = VOCDetection(data_dir, os.path.join(data_dir, "train_list.txt"), labels, transforms=train_tf,
