@@ -104,20 +104,23 @@ def collate_detection(samples, random_shapes=None):
     return batch
 
 
+def _numpy(value):
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
 class _BoxMetric:
     """Streaming VOC mAP over batches of ``(bbox, bbox_num)`` predictions and collated targets."""
 
-    def __init__(self, num_classes, class_names=None, keep_details=False):
+    def __init__(self, num_classes, class_names=None):
         self.voc = VOCMetric(num_classes, map_type="11point", class_names=class_names)
-        self.keep_details = keep_details
 
     def update(self, predictions, targets):
-        bbox, bbox_num = (np.asarray(t.numpy() if hasattr(t, "numpy") else t) for t in predictions)
-        get = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in targets.items()}
+        bbox, bbox_num = (_numpy(t) for t in predictions)
+        gt = {k: _numpy(targets[k]) for k in ("gt_num", "gt_bbox", "gt_class", "difficult")}
         starts = np.concatenate([[0], np.cumsum(bbox_num)])
-        for i, k in enumerate(get["gt_num"]):
-            self.voc.update_image(bbox[starts[i]:starts[i + 1]], get["gt_bbox"][i, :k], get["gt_class"][i, :k],
-                                  get["difficult"][i, :k])
+        for i, k in enumerate(gt["gt_num"]):      # padded ground truth: the first gt_num rows are real
+            self.voc.update_image(bbox[starts[i]:starts[i + 1]], gt["gt_bbox"][i, :k], gt["gt_class"][i, :k],
+                                  gt["difficult"][i, :k])
 
     def accumulate(self):
         return self.voc.accumulate()
@@ -222,8 +225,9 @@ class YOLOv3(BaseTask):
         return yolov3_decode(outputs, targets["im_size"], net.anchors, net.anchor_masks, self.num_classes,
                              **self._nms())
 
-    def make_metric(self, keep_details=False):
-        return _BoxMetric(self.num_classes, keep_details=keep_details)
+    def make_metric(self, keep_details=False):   # noqa: ARG002 - the VOC metric always keeps its per-class counts
+        names = self.labels if self.labels and len(self.labels) == self.num_classes else None
+        return _BoxMetric(self.num_classes, class_names=names)
 
     def input_shape_of(self, dataset):
         return [1] + [int(d) for d in to_chw(dataset[0]["image"]).shape]
