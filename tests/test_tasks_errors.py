@@ -100,7 +100,7 @@ def test_resume_and_sensitivities_file_errors(lists, saved, tmp_path):
     with pytest.raises(InvalidParameterError, match="'sensitivities_file' must be a file, 'DEFAULT' or None; .* is a folder"):
         _train(cls.MobileNetV2(**MODEL), lists, tmp_path, sensitivities_file=str(tmp_path))
     with pytest.raises(InvalidParameterError, match=r"sensitivities_file='DEFAULT' has no bundled file for 'ResNet18'; "
-                                                    r"available: \['MobileNetV2'\]"):
+                                                    r"available: \['MobileNetV2', 'YOLOv3_MobileNetV1'\]"):
         _train(cls.ResNet18(num_classes=10, small_input=True), lists, tmp_path, sensitivities_file="DEFAULT")
 
 

@@ -153,7 +153,10 @@ TASKS = {
                       optimizer="adam", backbone_epochs=20),
         quick=Settings(epochs=3, prune_epochs=1, batch_size=16, learning_rate=0.001, lr_decay_epochs=(3,),
                        warmup_epochs=1, eval_batch_size=32, sensitivity_images=64, ratios=(0.3, 0.6),
-                       optimizer="adam", backbone_epochs=3),
+                       optimizer="adam", backbone_epochs=3,
+                       # after 3 epochs most scores are still near the priors (0.01 x 0.2): a lower floor
+                       # keeps boxes, so bbox_map (the sensitivity baseline) is above 0
+                       model_kwargs={"nms_score_threshold": 0.001}),
         demo_data=_demo_detection,
         # paddle2onnx 2.1.0 converts multiclass NMS correctly only at batch 1 (tests/test_yolov3.py)
         latency_batches=(1,)),

@@ -51,6 +51,9 @@ def parse_args(argv=None):
                         "the embedded classification set for this many epochs (paddleprune's stand-in for "
                         "PaddleX's ImageNet weights; 0 = random start) (default: %(default)s)")
     p.add_argument("--num_epochs", type=int, default=36, help="epochs to train (default: %(default)s)")
+    p.add_argument("--nms_score_threshold", type=float, default=0.01,
+                   help="boxes scoring below this are dropped (PaddleX's 0.01); a few epochs into training most "
+                        "scores are still near the 0.002 prior, so short trials use 0.001 (default: %(default)s)")
     p.add_argument("--optimizer", choices=["adam", "momentum"], default="adam",
                    help="adam (trains this small detector several times faster here) or PaddleX's Momentum 0.9 "
                         "(default: %(default)s)")
@@ -134,7 +137,8 @@ def main(argv=None):
         pretrain = args.pretrain_weights
         if pretrain is None and args.backbone_epochs > 0:
             pretrain = train_backbone(args.backbone_epochs, args.save_dir.rstrip("/\\") + "_backbone")
-        model = det.YOLOv3(num_classes=len(train.labels), **MODEL_KWARGS)
+        model = det.YOLOv3(num_classes=len(train.labels), nms_score_threshold=args.nms_score_threshold,
+                           **MODEL_KWARGS)
         model.train(num_epochs=args.num_epochs, train_dataset=train, train_batch_size=args.batch_size,
                     eval_dataset=val, save_dir=args.save_dir, pretrain_weights=pretrain,
                     optimizer=make_optimizer(args.optimizer, args.learning_rate, steps, decay, args.warmup_epochs),
