@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from paddleprune.datasets.cache import materialise
+from paddleprune.datasets.synth import luma, stratified_split
 from paddleprune.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -79,10 +80,6 @@ def _glyph_alpha(rng, digit, cfg):
     return np.clip(canvas, 0.0, 1.0)
 
 
-def _luma(rgb):
-    return float(rgb[..., 0].mean() * 0.299 + rgb[..., 1].mean() * 0.587 + rgb[..., 2].mean() * 0.114)
-
-
 def _render(rng, digit, photos, cfg):
     """Return one ``size x size x 3`` RGB uint8 image of ``digit``."""
     size = cfg["image_size"]
@@ -95,8 +92,8 @@ def _render(rng, digit, photos, cfg):
         # light digit on a darkened background, or dark digit on a lightened one
         bg = bg * 0.5 if light else 255.0 - (255.0 - bg) * 0.5
     under = bg[alpha > 0.3] if np.any(alpha > 0.3) else bg.reshape(-1, 3)
-    bg_luma = _luma(under)
-    if abs(_luma(colour) - bg_luma) < cfg["min_contrast"] or (polarity and (_luma(colour) > bg_luma) != light):
+    bg_luma = luma(under)
+    if abs(luma(colour) - bg_luma) < cfg["min_contrast"] or (polarity and (luma(colour) > bg_luma) != light):
         # push the colour away from the background: darker on bright, brighter on dark
         dark = (not light) if polarity else bg_luma > 127.5
         colour = colour * 0.3 if dark else 255.0 - (255.0 - colour) * 0.3
@@ -104,18 +101,6 @@ def _render(rng, digit, photos, cfg):
     img = bg * (1.0 - a) + colour[None, None, :] * a
     img += rng.normal(0.0, cfg["noise_std"], size=img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def _split(rng, targets, val_fraction):
-    """Stratified split; return sorted train and val index arrays."""
-    train, val = [], []
-    for c in np.unique(targets):
-        idx = np.flatnonzero(targets == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_val = int(round(len(idx) * val_fraction))
-        val.extend(idx[:n_val].tolist())
-        train.extend(idx[n_val:].tolist())
-    return sorted(train), sorted(val)
 
 
 def _build_cls(folder):
@@ -137,7 +122,7 @@ def _build_cls(folder):
         with open(os.path.join(folder, rel), "wb") as f:
             f.write(buf.tobytes())
         relpaths.append(rel)
-    train, val = _split(rng, digits.target, cfg["val_fraction"])
+    train, val = stratified_split(rng, digits.target, cfg["val_fraction"])
     for fname, idx in (("train_list.txt", train), ("val_list.txt", val)):
         with open(os.path.join(folder, fname), "w", encoding="utf-8", newline="\n") as f:
             f.writelines(f"{relpaths[i]} {int(digits.target[i])}\n" for i in idx)

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from paddleprune.datasets.cache import materialise
+from paddleprune.datasets.synth import luma, stratified_split
 from paddleprune.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -143,10 +144,6 @@ def _place(rng, box, width, height, placed, cfg):
     return None
 
 
-def _luma(rgb):
-    return float(rgb[..., 0].mean() * 0.299 + rgb[..., 1].mean() * 0.587 + rgb[..., 2].mean() * 0.114)
-
-
 def _paste(rng, img, alpha, left, top, cfg):
     """Blend a light random colour into ``img`` (in place) with ``alpha`` at ``(left, top)``."""
     height, width = img.shape[:2]
@@ -156,7 +153,7 @@ def _paste(rng, img, alpha, left, top, cfg):
     region = img[y0:y1, x0:x1]
     colour = rng.integers(0, 256, size=3).astype(np.float32)
     under = region[a > cfg["alpha_threshold"]]
-    if _luma(colour) - _luma(under) < cfg["min_contrast"]:
+    if luma(colour) - luma(under) < cfg["min_contrast"]:
         colour = 255.0 - (255.0 - colour) * 0.3  # push towards white: light digit on dark ground
     a = a[:, :, None]
     img[y0:y1, x0:x1] = region * (1.0 - a) + colour[None, None, :] * a
@@ -222,18 +219,6 @@ def _write_xml(path, filename, width, height, objects):
         f.write(b"\n")
 
 
-def _split_pool(rng, targets, val_fraction):
-    """Stratified split of the glyph indices; return train and val index arrays."""
-    train, val = [], []
-    for c in np.unique(targets):
-        idx = np.flatnonzero(targets == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_val = int(round(len(idx) * val_fraction))
-        val.extend(idx[:n_val].tolist())
-        train.extend(idx[n_val:].tolist())
-    return np.asarray(sorted(train)), np.asarray(sorted(val))
-
-
 def _build_det(folder):
     from sklearn.datasets import load_digits, load_sample_images  # bundled with scikit-learn
 
@@ -243,7 +228,7 @@ def _build_det(folder):
     digits, targets = data.images[keep], data.target[keep]
     photos = [np.asarray(im) for im in load_sample_images().images]  # RGB uint8
     rng = np.random.default_rng(cfg["seed"])
-    train_pool, val_pool = _split_pool(rng, targets, cfg["val_fraction"])
+    train_pool, val_pool = (np.asarray(ix) for ix in stratified_split(rng, targets, cfg["val_fraction"]))
     for sub in ("JPEGImages", "Annotations"):
         os.makedirs(os.path.join(folder, sub))
     lines = {"train_list.txt": [], "val_list.txt": []}
