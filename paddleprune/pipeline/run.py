@@ -101,16 +101,9 @@ def _optimizer(settings, learning_rate, steps_per_epoch, decay_epochs=None):
     warmup and piecewise decay (at ``decay_epochs``, default ``settings.lr_decay_epochs``)."""
     if settings.optimizer == "momentum":
         return None
-    import paddle
-
-    from paddleprune.tasks.optim import WarmupPiecewiseDecay
-
-    def make(parameters):
-        boundaries = [e * steps_per_epoch for e in (decay_epochs or settings.lr_decay_epochs)]
-        schedule = WarmupPiecewiseDecay(learning_rate, boundaries, 0.1,
-                                        settings.warmup_epochs * steps_per_epoch, 0.0)
-        return paddle.optimizer.Adam(learning_rate=schedule, parameters=parameters)
-    return make
+    from paddleprune.tasks.optim import adam_factory
+    return adam_factory(learning_rate, steps_per_epoch, decay_epochs or settings.lr_decay_epochs,
+                        settings.warmup_epochs * steps_per_epoch)
 
 
 def train_backbone(spec, settings, stage_dir):

@@ -81,6 +81,15 @@ def default_optimizer(owner, net, learning_rate, steps_per_epoch, lr_decay_epoch
                                      weight_decay=paddle.regularizer.L2Decay(weight_decay))
 
 
+def adam_factory(learning_rate, steps_per_epoch, lr_decay_epochs, warmup_steps=0, lr_decay_gamma=0.1):
+    """An ``optimizer`` for ``train()``: a function of the parameters making Adam with the default
+    optimizer's schedule (linear warmup, then x``lr_decay_gamma`` at each of ``lr_decay_epochs``)."""
+    boundaries = [e * steps_per_epoch for e in lr_decay_epochs]
+    return lambda parameters: paddle.optimizer.Adam(
+        learning_rate=WarmupPiecewiseDecay(learning_rate, boundaries, lr_decay_gamma, warmup_steps, 0.0),
+        parameters=parameters)
+
+
 def _param_list(opt):
     params = []
     for item in opt._parameter_list or []:

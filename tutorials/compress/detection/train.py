@@ -69,12 +69,8 @@ def make_optimizer(name, learning_rate, steps_per_epoch, decay_epochs, warmup_ep
     """None (train()'s default: Momentum 0.9 with this schedule) or a function making Adam with it."""
     if name == "momentum":
         return None
-    import paddle
-
-    from paddleprune.tasks.optim import WarmupPiecewiseDecay
-    return lambda params: paddle.optimizer.Adam(
-        learning_rate=WarmupPiecewiseDecay(learning_rate, [e * steps_per_epoch for e in decay_epochs], 0.1,
-                                           warmup_epochs * steps_per_epoch, 0.0), parameters=params)
+    from paddleprune.tasks.optim import adam_factory
+    return adam_factory(learning_rate, steps_per_epoch, decay_epochs, warmup_epochs * steps_per_epoch)
 
 
 def train_backbone(epochs, save_dir):
