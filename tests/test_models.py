@@ -19,7 +19,7 @@ def _count(net):
 
 
 def test_registered_names():
-    assert list_models() == EXPECTED + ["YOLOv3"]       # YOLOv3Net is tested in test_yolov3.py
+    assert list_models() == EXPECTED + ["UNet", "YOLOv3"]   # tested in test_unet.py and test_yolov3.py
     assert list_models("ResNet*") == ["ResNet18", "ResNet50"]
     assert list_models("*V2") == ["MobileNetV2"]
     assert list_models("resnet*") == []  # case-sensitive like the names
@@ -75,7 +75,7 @@ def test_structural_names():
 
 def test_unknown_model():
     with pytest.raises(InvalidParameterError, match=r"get_model: unknown model 'MobileNetV3'; known models: "
-                                                    r"\['MobileNetV1', 'MobileNetV2', 'ResNet18', 'ResNet50', 'YOLOv3'\]"):
+                                                    r"\['MobileNetV1', 'MobileNetV2', 'ResNet18', 'ResNet50', 'UNet', 'YOLOv3'\]"):
         get_model("MobileNetV3", num_classes=10)
 
 

@@ -147,6 +147,8 @@ class Analysis:
             self._concat(op)
         elif short in _RESHAPES:
             self._reshape(op)
+        elif short in ("slice", "strided_slice"):
+            self._slice(op)
         elif short in ("mean", "sum", "max", "min") and not self._reduces_channels(op):
             self._pass(op)
         elif short in _UNARY:
@@ -353,6 +355,16 @@ class Analysis:
         if len(outs) == 2 and outs[1] == math.prod(ins[1:]):
             return self._set(op.result(0), Layout(lay.spaces, lay.scale * math.prod(ins[2:])))
         self._unsupported(op, f"reshapes channels ({ins} -> {outs})")
+
+    def _slice(self, op):
+        """``slice`` / ``strided_slice`` (``x[:, :, 1:]``, ``x[..., ::2]``) only along spatial axes
+        (2 and up) keep every channel in place; slicing the batch or channel axis is unsupported."""
+        x = op.operand_source(0)
+        rank = len(value_shape(x) or [])
+        axes = [int(a) % rank for a in op.attrs().get("axes", [])] if rank >= 2 else []
+        if not axes or min(axes) < 2:
+            return self._unsupported(op, f"slices axes {list(op.attrs().get('axes', []))}, not only spatial ones")
+        self._set(op.result(0), self._lay(x))
 
     def _reduces_channels(self, op):
         ins, outs = value_shape(op.operand_source(0)), value_shape(op.result(0))
