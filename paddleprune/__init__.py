@@ -13,9 +13,10 @@ USER_OMP_NUM_THREADS = os.environ.get("OMP_NUM_THREADS")
 
 
 #: sub-packages reachable as attributes after a bare ``import paddleprune as pdx`` (PaddleX habit:
-#: ``pdx.datasets.ImageNet``, ``pdx.cls.MobileNetV2``, ``pdx.det.YOLOv3``, ``pdx.slim...``); each is
+#: ``pdx.datasets.ImageNet``, ``pdx.cls.MobileNetV2``, ``pdx.det.YOLOv3``, ``pdx.seg.UNet``, ``pdx.slim...``); each is
 #: imported on first use, so ``import paddleprune`` stays light
-SUBPACKAGES = ("cls", "datasets", "deploy", "det", "metrics", "models", "pipeline", "prune", "slim", "transforms")
+SUBPACKAGES = ("cls", "datasets", "deploy", "det", "metrics", "models", "pipeline", "prune", "seg", "slim",
+               "transforms")
 
 __all__ = ["load_model", "__version__", *SUBPACKAGES]
 

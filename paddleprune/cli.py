@@ -96,7 +96,7 @@ def build_parser():
         prog="paddleprune",
         description="Structured filter pruning for PaddlePaddle 3 vision models (PaddleX 1.x style).")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
-    task_names = ["classification", "detection"]   # pipeline.tasks.TASKS, listed here so --help stays light
+    task_names = ["classification", "detection", "segmentation"]   # pipeline.tasks.TASKS, listed here so --help stays light
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("prune", help="prune a paddle.vision model uniformly and print params and FLOPs before/after")

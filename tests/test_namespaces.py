@@ -6,6 +6,8 @@ import pytest
 
 ENTRY_POINTS = ["pdx.datasets.ImageNet", "pdx.datasets.VOCDetection", "pdx.datasets.demo.detection",
                 "pdx.cls.MobileNetV2", "pdx.cls.transforms.Resize", "pdx.det.YOLOv3", "pdx.det.transforms.MixupImage",
+                "pdx.datasets.SegDataset", "pdx.datasets.demo.segmentation", "pdx.seg.UNet",
+                "pdx.seg.transforms.RandomPaddingCrop",
                 "pdx.slim.cal_params_sensitivities", "pdx.slim.visualize", "pdx.load_model",
                 "pdx.deploy.export_inference_model", "pdx.prune.L1NormFilterPruner"]
 

@@ -38,6 +38,21 @@ def test_quick_detection_demo(demo_run):
 
 
 @pytest.mark.slow
+def test_quick_segmentation_demo(demo_run):
+    out = os.path.join(demo_run, "segmentation")
+    report = json.load(open(os.path.join(out, "report.json")))
+    o, p = report["original"], report["pruned"]
+    assert report["model"] == "UNet" and o["metric_name"] == p["metric_name"] == "miou"
+    assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
+    assert 0 < o["metric"] <= 1 and 0 <= p["metric"] <= 1
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))
+    assert pruned.status == "Prune" and pruned.sensitivity_key() == "UNet"
+    assert pruned.net.logit.weight.shape[0] == len(pruned.labels)     # the classifier conv keeps num_classes
+    assert os.path.isfile(os.path.join(out, "stage2_sensitivities", "sensitivities.png"))
+
+
+@pytest.mark.slow
 def test_quick_demo_end_to_end_and_rerun_skips(demo_run, tmp_path):
     out = os.path.join(demo_run, "classification")
     printed = open(os.path.join(out, "report.md")).read()
@@ -84,7 +99,7 @@ def test_quick_demo_end_to_end_and_rerun_skips(demo_run, tmp_path):
 
 
 def test_bad_pipeline_arguments(tmp_path):
-    with pytest.raises(InvalidParameterError, match=r"unknown task 'detection3d'; available: \['classification', 'detection'\]"):
+    with pytest.raises(InvalidParameterError, match=r"unknown task 'detection3d'; available: \['classification', 'detection', 'segmentation'\]"):
         run_pipeline(task="detection3d", save_dir=str(tmp_path))
     with pytest.raises(InvalidParameterError, match=r"'eval_metric_loss' must be a number in \(0, 1\); got 1.5"):
         run_pipeline(eval_metric_loss=1.5, save_dir=str(tmp_path))

@@ -39,7 +39,8 @@ def test_tutorial_three_stages(tmp_path):
     cwd = str(tmp_path)
     # stage 1: a 3-epoch backbone classifier, then 3 epochs of the detector on every training image (as the
     # quick pipeline: enough for a bbox_map above 0, which stage 2 needs as its baseline)
-    out = check(run("train.py", "--num_epochs", "3", "--backbone_epochs", "3", "--eval_subset", "64",
+    out = check(run("train.py", "--num_epochs", "3", "--backbone_epochs", "3", "--backbone_scale", "0.25",
+                    "--eval_subset", "64",
                     "--nms_score_threshold", "0.001", cwd=cwd))
     assert "stage 1 done" in out and "backbone from output/yolov3_mobilenet_backbone/best_model" in out
     best = tmp_path / "output" / "yolov3_mobilenet" / "best_model"

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 
-from paddleprune.pipeline.run import compute_sensitivities, train_backbone, train_original
+from paddleprune.pipeline.run import compute_sensitivities, load_datasets, train_backbone, train_original
 from paddleprune.pipeline.tasks import get_task
 from paddleprune.tasks.pruning import BUILTIN_DIR, model_params, read_manifest
 from paddleprune.utils.atomic import atomic_open, atomic_write_json
@@ -53,7 +53,7 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     settings = spec.quick if quick else spec.full
     demo = data_dir is None
     data_dir = data_dir or spec.demo_data()
-    train_ds, val_ds = spec.datasets(data_dir)
+    train_ds, val_ds = load_datasets(spec, settings, data_dir)
     backbone = train_backbone(spec, settings, os.path.join(save_dir, "stage0_backbone"))
     best = train_original(spec, settings, train_ds, val_ds, os.path.join(save_dir, "stage1_train"),
                           pretrain_weights=backbone)

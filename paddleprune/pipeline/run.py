@@ -67,7 +67,7 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     if round_to is not None:
         settings = dataclasses.replace(settings, round_to=check_int("run_pipeline", "round_to", round_to, 1))
     data_dir = data_dir or spec.demo_data()
-    train_ds, val_ds = spec.datasets(data_dir)
+    train_ds, val_ds = load_datasets(spec, settings, data_dir)
     os.makedirs(save_dir, exist_ok=True)
     stage1, stage2, stage3 = (os.path.join(save_dir, d) for d in ("stage1_train", "stage2_sensitivities",
                                                                   "stage3_pruned"))
@@ -96,14 +96,10 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     return report
 
 
-def _optimizer(settings, learning_rate, steps_per_epoch, decay_epochs=None):
-    """None (``train()``'s PaddleX default, Momentum) or a function making Adam with the same
-    warmup and piecewise decay (at ``decay_epochs``, default ``settings.lr_decay_epochs``)."""
-    if settings.optimizer == "momentum":
-        return None
-    from paddleprune.tasks.optim import adam_factory
-    return adam_factory(learning_rate, steps_per_epoch, decay_epochs or settings.lr_decay_epochs,
-                        settings.warmup_epochs * steps_per_epoch)
+def load_datasets(spec, settings, data_dir):
+    """``(train, val)`` of ``data_dir`` for the task; the quick forms may train on fewer images."""
+    train_ds, val_ds = spec.datasets(data_dir)
+    return (_subset(train_ds, settings.train_images) if settings.train_images else train_ds), val_ds
 
 
 def train_backbone(spec, settings, stage_dir):
@@ -136,11 +132,10 @@ def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True, pr
         model = spec.build_model(len(train_ds.labels), settings)
         steps = len(train_ds) // settings.batch_size
         model.train(num_epochs=settings.epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
-                    eval_dataset=val_ds, save_dir=stage_dir, learning_rate=settings.learning_rate,
-                    warmup_steps=settings.warmup_epochs * steps, pretrain_weights=pretrain_weights,
-                    optimizer=_optimizer(settings, settings.learning_rate, steps),
-                    lr_decay_epochs=list(settings.lr_decay_epochs), use_vdl=use_vdl, log_interval_steps=10,
-                    save_interval_epochs=settings.save_interval, resume_checkpoint=_latest_epoch(stage_dir))
+                    eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=pretrain_weights,
+                    use_vdl=use_vdl, log_interval_steps=10, save_interval_epochs=settings.save_interval,
+                    resume_checkpoint=_latest_epoch(stage_dir),
+                    **spec.schedule(settings, settings.learning_rate, steps, settings.lr_decay_epochs, warmup=True))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
     else:
         logger.info("stage 1/3: done before, skipped (%s)", stage_dir)
@@ -177,13 +172,12 @@ def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, e
         decay = settings.prune_lr_decay_epochs or settings.lr_decay_epochs
         model.train(num_epochs=settings.prune_epochs, train_dataset=train_ds, train_batch_size=settings.batch_size,
                     eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=best_model_dir,
-                    optimizer=_optimizer(settings, settings.learning_rate / 2, len(train_ds) // settings.batch_size,
-                                         decay),
-                    learning_rate=settings.learning_rate / 2, lr_decay_epochs=list(decay),
                     use_vdl=use_vdl, log_interval_steps=10, sensitivities_file=sen_file,
                     save_interval_epochs=settings.save_interval,
                     resume_checkpoint=_latest_epoch(stage_dir), eval_metric_loss=eval_metric_loss,
-                    prune_round_to=settings.round_to)
+                    prune_round_to=settings.round_to,
+                    **spec.schedule(settings, settings.learning_rate / 2, len(train_ds) // settings.batch_size,
+                                    decay))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
     else:
         logger.info("stage 3/3: done before, skipped (%s)", stage_dir)
@@ -207,6 +201,6 @@ def _subset(dataset, n):
     if n >= len(dataset):
         return dataset
     sub = paddle.io.Subset(dataset, list(range(n)))
-    sub.labels = dataset.labels
+    sub.labels, sub.transforms = dataset.labels, dataset.transforms
     return sub
 

@@ -18,7 +18,7 @@ from paddleprune.errors import DataFormatError, InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WarmupPiecewiseDecay", "default_optimizer", "resolve_optimizer", "optimizer_state",
+__all__ = ["WarmupPiecewiseDecay", "default_optimizer", "poly_optimizer", "resolve_optimizer", "optimizer_state",
            "restore_optimizer", "OPT_FORMAT"]
 
 OPT_FORMAT = "paddleprune.optimizer"
@@ -77,6 +77,15 @@ def default_optimizer(owner, net, learning_rate, steps_per_epoch, lr_decay_epoch
             f"{owner}: 'warmup_steps' must be at most lr_decay_epochs[0] x steps per epoch "
             f"({lr_decay_epochs[0]} x {steps_per_epoch} = {boundaries[0]}); got {warmup_steps!r}.")
     scheduler = WarmupPiecewiseDecay(learning_rate, boundaries, lr_decay_gamma, warmup_steps, warmup_start_lr)
+    return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=_trainable(net),
+                                     weight_decay=paddle.regularizer.L2Decay(weight_decay))
+
+
+def poly_optimizer(net, learning_rate, total_steps, power=0.9, weight_decay=4e-5):
+    """PaddleX 1.x's segmenter optimizer: Momentum 0.9, L2 ``weight_decay``, and a polynomial decay
+    ``learning_rate * (1 - step / total_steps) ** power`` down to 0 over the whole run."""
+    scheduler = paddle.optimizer.lr.PolynomialDecay(learning_rate, decay_steps=max(1, total_steps), end_lr=0.0,
+                                                    power=power)
     return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=_trainable(net),
                                      weight_decay=paddle.regularizer.L2Decay(weight_decay))
 

@@ -19,7 +19,7 @@ from paddleprune.errors import DataNotFoundError, InvalidParameterError
 from paddleprune.tasks import checkpoint as ckpt
 from paddleprune.tasks.base import scalar_metrics
 from paddleprune.tasks.early_stop import EarlyStop
-from paddleprune.tasks.optim import default_optimizer, resolve_optimizer, restore_optimizer
+from paddleprune.tasks.optim import resolve_optimizer, restore_optimizer
 from paddleprune.tasks.progress import format_eta, progress_bar
 from paddleprune.tasks.pruning import model_params, prune_by_sensitivities, resolve_sensitivities_file
 from paddleprune.tasks.vdl import VdlLogger
@@ -146,9 +146,7 @@ def fit(task, a):
     loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0,
                                   collate_fn=task.collate_fn("train"))
     steps = len(sampler)
-    opt = resolve_optimizer(owner, a["optimizer"], net) or default_optimizer(
-        owner, net, a["learning_rate"], steps, a["lr_decay_epochs"], a["lr_decay_gamma"],
-        a["warmup_steps"], a["warmup_start_lr"], weight_decay=task.weight_decay)
+    opt = resolve_optimizer(owner, a["optimizer"], net) or task.default_optimizer(owner, net, a, steps)
     start, global_step, best = 1, 0, None
     if resume is not None:
         path = os.path.join(a["resume_checkpoint"], "model.pdopt")
