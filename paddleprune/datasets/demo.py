@@ -31,7 +31,7 @@ from paddleprune.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["classification", "detection", "CLS_CLASS_NAMES", "CLS_BUILDER_VERSION"]
+__all__ = ["classification", "detection", "segmentation", "CLS_CLASS_NAMES", "CLS_BUILDER_VERSION"]
 
 CLS_BUILDER_VERSION = 1
 CLS_CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -160,3 +160,4 @@ def classification(cache_dir=None, force=False):
 
 
 from paddleprune.datasets.demo_det import detection  # noqa: E402
+from paddleprune.datasets.demo_seg import segmentation  # noqa: E402

@@ -107,12 +107,15 @@ def _resolve_list(data_dir, path):
     return path
 
 
-def open_list_dataset(dataset, data_dir, file_list, label_list, transforms, shuffle, **ignored):
+def open_list_dataset(dataset, data_dir, file_list, label_list, transforms, shuffle, *,
+                      labels_optional=False, **ignored):
     """The part of a PaddleX list data set's constructor every reader shares: check
     ``transforms`` and the folders, resolve the list and label files, read the labels.
 
     Sets ``data_dir``, ``file_list_path``, ``label_list_path``, ``transforms``, ``shuffle``
     and ``labels`` on ``dataset``; ``ignored`` are PaddleX's loader options (logged, unused).
+    With ``labels_optional`` a ``label_list`` of ``None`` sets ``label_list_path`` and
+    ``labels`` to ``None``.
     """
     owner = type(dataset).__name__
     for name, value in ignored.items():
@@ -127,12 +130,13 @@ def open_list_dataset(dataset, data_dir, file_list, label_list, transforms, shuf
         raise DataNotFoundError(f"data_dir not found or not a folder: {data_dir}")
     dataset.data_dir = os.path.abspath(data_dir)
     dataset.file_list_path = _resolve_list(data_dir, file_list)
-    dataset.label_list_path = _resolve_list(data_dir, label_list)
+    no_labels = labels_optional and label_list is None
+    dataset.label_list_path = None if no_labels else _resolve_list(data_dir, label_list)
     dataset.transforms = transforms
     dataset.shuffle = shuffle
     if not os.path.isfile(dataset.file_list_path):
         raise DataNotFoundError(f"file list not found: {dataset.file_list_path}")
-    dataset.labels = read_labels(dataset.label_list_path)
+    dataset.labels = None if no_labels else read_labels(dataset.label_list_path)
 
 
 class ImageNet(paddle.io.Dataset):
