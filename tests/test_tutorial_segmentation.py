@@ -1,5 +1,7 @@
 """The PaddleX-style tutorial in tutorials/compress/segmentation/, run as a user would: the three
 scripts as subprocesses in a temporary folder with their default paths, short runs."""
+import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -11,17 +13,40 @@ import yaml
 TUTORIAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "tutorials", "compress", "segmentation")
 
-#: run inside the tutorial folder (so ``import train`` finds the scripts): their defaults and transforms
-DEFAULTS_PROBE = """
+#: steps per epoch the schedules are compared at (600 demo images / batch 8)
+STEPS = 75
+
+
+def describe_schedule(kwargs):
+    """What ``train()`` keywords of a schedule make: the optimizer ``train()`` builds from the
+    ``optimizer`` factory (class, learning-rate scheduler and its settings), or None for ``train()``'s
+    default Momentum, which ``learning_rate`` and ``lr_decay_power`` describe."""
+    import paddle
+    out = {k: v for k, v in kwargs.items() if k != "optimizer"}
+    out["optimizer"] = None
+    if kwargs.get("optimizer") is not None:
+        opt = kwargs["optimizer"]([paddle.create_parameter([2], "float32")])
+        lr = opt._learning_rate
+        out["optimizer"] = type(opt).__name__
+        out["lr"] = [type(lr).__name__] + [getattr(lr, k, None) for k in ("base_lr", "decay_steps", "end_lr",
+                                                                          "power", "cycle")]
+    return out
+
+
+#: run inside the tutorial folder (so ``import train`` finds the scripts): their defaults, transforms and
+#: the optimizer / schedule train.py and unet.py give train() (both optimizers)
+DEFAULTS_PROBE = inspect.getsource(describe_schedule) + f"""
 import json
 import cal_sensitivities_file, train, unet
-print(json.dumps({
+print(json.dumps({{
     "input_size": train.INPUT_SIZE,
     "train": vars(train.parse_args([])), "cal": vars(cal_sensitivities_file.parse_args([])),
     "unet": vars(unet.parse_args([])),
     "train_transforms": train.train_transforms().to_config_list(),
     "eval_transforms": train.eval_transforms().to_config_list(),
-}))
+    "schedules": {{f"{{name}}_{{opt}}": describe_schedule(train.schedule(mod.parse_args(["--optimizer", opt]), {STEPS}))
+                  for name, mod in (("train", train), ("unet", unet)) for opt in ("adam", "momentum")}},
+}}))
 """
 
 
@@ -64,13 +89,25 @@ def test_settings_match_the_pipeline():
     assert got["train_transforms"] == spec.transforms("train").to_config_list()
     assert got["eval_transforms"] == spec.transforms("eval").to_config_list()
     train, cal, unet = got["train"], got["cal"], got["unet"]
-    assert spec.model == "UNet" and train["scale"] == spec.model_kwargs["scale"]
-    assert (train["num_epochs"], train["batch_size"], train["learning_rate"], train["save_interval_epochs"]) == \
-        (full.epochs, full.batch_size, full.learning_rate, full.save_interval)
-    # stage 3: the pipeline retrains with half the learning rate, the same batch and channel alignment
-    assert (unet["num_epochs"], unet["batch_size"], unet["learning_rate"], unet["round_to"]) == \
-        (full.prune_epochs, full.batch_size, full.learning_rate / 2, full.round_to)
-    assert train["lr_decay_power"] == unet["lr_decay_power"] == spec.schedule(full, 1.0, 1, ())["lr_decay_power"]
+    assert spec.model == "UNet" and train["scale"] == {**spec.model_kwargs, **full.model_kwargs}["scale"]
+    assert (train["optimizer"], train["num_epochs"], train["batch_size"], train["learning_rate"],
+            train["save_interval_epochs"]) == \
+        (full.optimizer, full.epochs, full.batch_size, full.learning_rate, full.save_interval)
+    # stage 3: the pipeline retrains with half the learning rate, the same optimizer, batch and channel alignment
+    assert (unet["optimizer"], unet["num_epochs"], unet["batch_size"], unet["learning_rate"], unet["round_to"],
+            unet["save_interval_epochs"]) == \
+        (full.optimizer, full.prune_epochs, full.batch_size, full.learning_rate / 2, full.round_to,
+         full.save_interval)
+    # what train() is given: the pipeline's optimizer and schedule (Adam with polynomial decay over the run,
+    # or train()'s default Momentum), for the defaults and for the other --optimizer
+    for name, lr, epochs in (("train", full.learning_rate, full.epochs),
+                             ("unet", full.learning_rate / 2, full.prune_epochs)):
+        for opt in ("adam", "momentum"):
+            settings = dataclasses.replace(full, optimizer=opt)
+            want = describe_schedule(spec.schedule(settings, lr, STEPS, epochs, full.lr_decay_epochs))
+            assert got["schedules"][f"{name}_{opt}"] == json.loads(json.dumps(want)), (name, opt)
+    assert got["schedules"]["train_adam"]["optimizer"] == "Adam"
+    assert got["schedules"]["train_momentum"]["optimizer"] is None
     # stage 2: every validation image, ratios 0.1 ... 0.9, the pipeline's evaluation batch
     assert cal["eval_subset"] == full.sensitivity_images == 0 and cal["ratios"] is None
     assert tuple(full.ratios) == tuple(DEFAULT_RATIOS) and cal["batch_size"] == full.eval_batch_size
@@ -86,7 +123,7 @@ def test_tutorial_three_stages(tmp_path):
     tiny = ("--train_subset", "16", "--eval_subset", "16")
     # stage 1: one epoch of a x0.125 UNet on 16 images (miou is then above 0 from the background class,
     # enough as stage 2's baseline)
-    out = check(run("train.py", "--num_epochs", "1", "--scale", "0.125", *tiny, cwd=cwd))
+    out = check(run("train.py", "--num_epochs", "1", *tiny, cwd=cwd))
     assert "stage 1 done" in out
     best = tmp_path / "output" / "unet" / "best_model"
     info = yaml.safe_load((best / "model.yml").read_text())

@@ -67,6 +67,36 @@ def read_labels(label_list):
     return labels
 
 
+def list_rows(dataset, path, second):
+    """The non-blank lines of a PaddleX list file as ``(lineno, first, last)``: the last
+    whitespace-separated field is ``second`` (a label id, an XML or mask path), the rest the
+    image path (which may hold spaces). Blank lines are skipped, counted in
+    ``dataset.skipped_blank_lines`` and logged."""
+    owner, blank = type(dataset).__name__, 0
+    for lineno, raw in enumerate(_read_lines(path), 1):
+        line = raw.strip()
+        if not line:
+            blank += 1
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise DataFormatError(f"expected '<image path> <{second}>'; got {line!r}", path, lineno)
+        yield lineno, parts[0], parts[1]
+    dataset.skipped_blank_lines = blank
+    if blank:
+        logger.info("%s: skipped %d blank line(s) in %s", owner, blank, os.path.basename(path))
+
+
+def existing_pair(dataset, path, lineno, image, other, other_name):
+    """``image`` and ``other`` joined to ``dataset.data_dir``; raises naming the list line if
+    either file does not exist."""
+    paths = [os.path.normpath(os.path.join(dataset.data_dir, p)) for p in (image, other)]
+    for full, what in zip(paths, ("image", other_name)):
+        if not os.path.isfile(full):
+            raise DataNotFoundError(f"{path}:{lineno}: {what} file not found: {full}")
+    return paths
+
+
 def read_image(path):
     """Decode an image file into an ``H x W x 3`` RGB ``uint8`` array.
 
@@ -190,23 +220,14 @@ class ImageNet(paddle.io.Dataset):
         super().__init__()
         open_list_dataset(self, data_dir, file_list, label_list, transforms, shuffle,
                           num_workers=num_workers, buffer_size=buffer_size, parallel_method=parallel_method)
-        self.file_list, self.skipped_blank_lines = self._parse(self.file_list_path, len(self.labels))
+        self.file_list = self._parse(self.file_list_path, len(self.labels))
         self.num_samples = len(self.file_list)
         logger.info("ImageNet: %d samples, %d classes from %s", self.num_samples, len(self.labels),
                     self.file_list_path)
 
     def _parse(self, path, num_classes):
-        samples, blank = [], 0
-        name = os.path.basename(path)
-        for lineno, raw in enumerate(_read_lines(path), 1):
-            line = raw.strip()
-            if not line:
-                blank += 1
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise DataFormatError(f"expected '<image path> <label id>'; got {line!r}", path, lineno)
-            rel, label = parts
+        samples = []
+        for lineno, rel, label in list_rows(self, path, "label id"):
             try:
                 label_id = int(label)
             except ValueError:
@@ -219,11 +240,9 @@ class ImageNet(paddle.io.Dataset):
             if not os.path.isfile(full):
                 raise DataNotFoundError(f"{path}:{lineno}: image file not found: {full}")
             samples.append([full, label_id])
-        if blank:
-            logger.info("ImageNet: skipped %d blank line(s) in %s", blank, name)
         if not samples:
             raise DataFormatError("the list holds no samples; expected '<image path> <label id>' lines", path)
-        return samples, blank
+        return samples
 
     def __len__(self):
         return self.num_samples

@@ -18,7 +18,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from paddleprune.datasets.imagenet import _read_lines, open_list_dataset, read_image
+from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image
 from paddleprune.datasets.voc import _image_size
 from paddleprune.errors import DataFormatError, DataNotFoundError
 
@@ -168,22 +168,11 @@ class SegDataset(paddle.io.Dataset):
                     "" if self.labels is not None else " (inferred from the masks)", self.file_list_path)
 
     def _parse(self, path):
-        records, blank = [], 0
+        records = []
         limit = len(self.labels) if self.labels is not None else IGNORE_INDEX
         pixels = np.zeros(IGNORE_INDEX, np.int64)
-        for lineno, raw in enumerate(_read_lines(path), 1):
-            line = raw.strip()
-            if not line:
-                blank += 1
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise DataFormatError(f"expected '<image path> <mask path>'; got {line!r}", path, lineno)
-            im_path, mask_path = (os.path.normpath(os.path.join(self.data_dir, p)) for p in parts)
-            if not os.path.isfile(im_path):
-                raise DataNotFoundError(f"{path}:{lineno}: image file not found: {im_path}")
-            if not os.path.isfile(mask_path):
-                raise DataNotFoundError(f"{path}:{lineno}: mask file not found: {mask_path}")
+        for lineno, image, mask_rel in list_rows(self, path, "mask path"):
+            im_path, mask_path = existing_pair(self, path, lineno, image, mask_rel, "mask")
             try:
                 height, width = _image_size(im_path)
             except ValueError as exc:
@@ -203,8 +192,6 @@ class SegDataset(paddle.io.Dataset):
                     raise DataFormatError(self._bad_value(mask_path, mask, value, count), path, lineno)
                 pixels[value] += count
             records.append((im_path, mask_path, (height, width)))
-        if blank:
-            logger.info("SegDataset: skipped %d blank line(s) in %s", blank, os.path.basename(path))
         if not records:
             raise DataFormatError("the list holds no samples; expected '<image path> <mask path>' lines", path)
         if self.labels is not None:

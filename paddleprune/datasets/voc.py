@@ -12,7 +12,6 @@ decoded image: pixel column ``c`` spans ``[c, c + 1)``, so ``0 <= xmin < xmax <=
 """
 import logging
 import operator
-import os
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 import paddle
 
-from paddleprune.datasets.imagenet import _read_lines, open_list_dataset, read_image
+from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image
 from paddleprune.errors import DataFormatError, DataNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -249,20 +248,9 @@ class VOCDetection(paddle.io.Dataset):
                     sum(len(rec["gt_class"]) for rec in self._records), len(self.labels), self.file_list_path)
 
     def _parse(self, path):
-        records, blank = [], 0
-        for lineno, raw in enumerate(_read_lines(path), 1):
-            line = raw.strip()
-            if not line:
-                blank += 1
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise DataFormatError(f"expected '<image path> <xml path>'; got {line!r}", path, lineno)
-            im_path, xml_path = (os.path.normpath(os.path.join(self.data_dir, p)) for p in parts)
-            if not os.path.isfile(im_path):
-                raise DataNotFoundError(f"{path}:{lineno}: image file not found: {im_path}")
-            if not os.path.isfile(xml_path):
-                raise DataNotFoundError(f"{path}:{lineno}: annotation file not found: {xml_path}")
+        records = []
+        for lineno, image, xml in list_rows(self, path, "xml path"):
+            im_path, xml_path = existing_pair(self, path, lineno, image, xml, "annotation")
             try:
                 ann = parse_voc_xml(xml_path, self.cname2cid)
             except DataFormatError as exc:  # already names the xml file; add the list line
@@ -282,8 +270,6 @@ class VOCDetection(paddle.io.Dataset):
                                       f"but the image {im_path} is {width}x{height}", path, lineno)
             ann.update(im_path=im_path, xml_path=xml_path)
             records.append(ann)
-        if blank:
-            logger.info("VOCDetection: skipped %d blank line(s) in %s", blank, os.path.basename(path))
         if not records:
             if self.skipped_files:
                 raise DataFormatError(f"every image of the list was skipped ({len(self.skipped_files)} "

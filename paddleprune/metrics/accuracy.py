@@ -3,6 +3,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from paddleprune.metrics.common import as_numpy
+
 __all__ = ["TopkAccuracy", "topk_keys"]
 
 
@@ -20,10 +22,6 @@ def topk_keys(num_classes):
     """
     k = min(5, int(num_classes))
     return (1,) if k == 1 else (1, k)
-
-
-def _as_numpy(x):
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
 class TopkAccuracy:
@@ -55,13 +53,13 @@ class TopkAccuracy:
     @staticmethod
     def batch_hits(scores, labels, ks):
         """``{k: number of rows whose label is among the k best scores}``."""
-        scores, labels = _as_numpy(scores), _as_numpy(labels).reshape(-1)
+        scores, labels = as_numpy(scores), as_numpy(labels).reshape(-1)
         order = np.argsort(-scores, axis=1, kind="stable")
         return {k: int((order[:, :k] == labels[:, None]).any(axis=1).sum()) for k in ks}
 
     def update(self, scores, labels):
         """Add one batch: ``scores`` ``[N, num_classes]``, ``labels`` ``[N]`` (tensors or arrays)."""
-        scores, labels = _as_numpy(scores), _as_numpy(labels).reshape(-1)
+        scores, labels = as_numpy(scores), as_numpy(labels).reshape(-1)
         for k, n in self.batch_hits(scores, labels, self._ks).items():
             self._hits[k] += n
         self._count += len(labels)

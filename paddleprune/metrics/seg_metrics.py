@@ -26,14 +26,11 @@ import numbers
 import numpy as np
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.metrics.common import as_numpy, check_class_names
 
 __all__ = ["SegMetric"]
 
 KEYS = ("miou", "category_iou", "oacc", "category_acc", "kappa", "category_F1-score")
-
-
-def _as_numpy(x):
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
 def _is_int(value):
@@ -74,14 +71,7 @@ class SegMetric:
             raise InvalidParameterError(f"{owner}: 'ignore_index' must be an int or None; got {ignore_index!r}.")
         if not isinstance(keep_details, (bool, np.bool_)):
             raise InvalidParameterError(f"{owner}: 'keep_details' must be True or False; got {keep_details!r}.")
-        if class_names is not None:
-            names = None if isinstance(class_names, str) else list(class_names)
-            if names is None or len(names) != num_classes or not all(isinstance(n, str) for n in names) \
-                    or len(set(names)) != len(names):
-                raise InvalidParameterError(
-                    f"{owner}: 'class_names' must be {num_classes} distinct strings (num_classes); "
-                    f"got {class_names!r}.")
-            class_names = tuple(names)
+        class_names = check_class_names(owner, class_names, num_classes)
         self.num_classes = int(num_classes)
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.keep_details = bool(keep_details)
@@ -107,7 +97,7 @@ class SegMetric:
         return values.astype(np.int64)
 
     def _maps(self, owner, pred, label):
-        pred, label = _as_numpy(pred), _as_numpy(label)
+        pred, label = as_numpy(pred), as_numpy(label)
         if label.ndim == 4 and label.shape[1] == 1:
             label = label[:, 0]
         if label.ndim != 3:

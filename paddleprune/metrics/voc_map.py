@@ -34,15 +34,12 @@ import numbers
 import numpy as np
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.metrics.common import as_numpy, check_class_names
 from paddleprune.utils.checks import check_choice, check_interval
 
 __all__ = ["VOCMetric", "pairwise_iou", "average_precision", "MAP_TYPES"]
 
 MAP_TYPES = ("11point", "integral")
-
-
-def _as_numpy(x):
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
 def pairwise_iou(boxes, gts, is_bbox_normalized=False):
@@ -143,14 +140,7 @@ class VOCMetric:
                             ("evaluate_difficult", evaluate_difficult)):
             if not isinstance(value, (bool, np.bool_)):
                 raise InvalidParameterError(f"{owner}: {name!r} must be True or False; got {value!r}.")
-        if class_names is not None:
-            names = list(class_names) if not isinstance(class_names, str) else None
-            if names is None or len(names) != num_classes or not all(isinstance(n, str) for n in names) \
-                    or len(set(names)) != len(names):
-                raise InvalidParameterError(
-                    f"{owner}: 'class_names' must be {num_classes} distinct strings (num_classes); "
-                    f"got {class_names!r}.")
-            class_names = tuple(names)
+        class_names = check_class_names(owner, class_names, num_classes)
         self.num_classes = int(num_classes)
         self.overlap_thresh = float(overlap_thresh)
         self.map_type = map_type
@@ -177,7 +167,7 @@ class VOCMetric:
         return values.astype(np.int64)
 
     def _check_image(self, owner, where, pred, gt_bbox, gt_class, difficult):
-        pred = np.asarray(_as_numpy(pred), dtype=np.float64)
+        pred = np.asarray(as_numpy(pred), dtype=np.float64)
         if pred.size == 0:
             pred = pred.reshape(0, 6)
         if pred.ndim != 2 or pred.shape[1] != 6:
@@ -186,7 +176,7 @@ class VOCMetric:
                 f"got shape {pred.shape}.")
         if not np.isfinite(pred).all():
             raise InvalidParameterError(f"{owner}: 'pred' of {where} must be finite; got NaN or inf.")
-        gt_bbox = np.asarray(_as_numpy(gt_bbox), dtype=np.float64)
+        gt_bbox = np.asarray(as_numpy(gt_bbox), dtype=np.float64)
         if gt_bbox.size == 0:
             gt_bbox = gt_bbox.reshape(0, 4)
         if gt_bbox.ndim != 2 or gt_bbox.shape[1] != 4 or not np.isfinite(gt_bbox).all():
@@ -194,14 +184,14 @@ class VOCMetric:
                 f"{owner}: 'gt_bbox' of {where} must be a finite array [N, 4] of (x1, y1, x2, y2); "
                 f"got shape {gt_bbox.shape}.")
         n = gt_bbox.shape[0]
-        gt_class = np.asarray(_as_numpy(gt_class), dtype=np.float64).reshape(-1)
+        gt_class = np.asarray(as_numpy(gt_class), dtype=np.float64).reshape(-1)
         if gt_class.size != n:
             raise InvalidParameterError(
                 f"{owner}: 'gt_class' of {where} must have one id per box ({n}); got {gt_class.size}.")
         if difficult is None:
             difficult = np.zeros(n, dtype=bool)
         else:
-            difficult = np.asarray(_as_numpy(difficult)).reshape(-1)
+            difficult = np.asarray(as_numpy(difficult)).reshape(-1)
             if difficult.size != n or not np.isin(difficult, (0, 1)).all():
                 raise InvalidParameterError(
                     f"{owner}: 'difficult' of {where} must be {n} flags 0/1 (one per box); "

@@ -135,7 +135,8 @@ def train_original(spec, settings, train_ds, val_ds, stage_dir, use_vdl=True, pr
                     eval_dataset=val_ds, save_dir=stage_dir, pretrain_weights=pretrain_weights,
                     use_vdl=use_vdl, log_interval_steps=10, save_interval_epochs=settings.save_interval,
                     resume_checkpoint=_latest_epoch(stage_dir),
-                    **spec.schedule(settings, settings.learning_rate, steps, settings.lr_decay_epochs, warmup=True))
+                    **spec.schedule(settings, settings.learning_rate, steps, settings.epochs, settings.lr_decay_epochs,
+                                   warmup=True))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
     else:
         logger.info("stage 1/3: done before, skipped (%s)", stage_dir)
@@ -177,7 +178,7 @@ def retrain_pruned(spec, settings, train_ds, val_ds, best_model_dir, sen_file, e
                     resume_checkpoint=_latest_epoch(stage_dir), eval_metric_loss=eval_metric_loss,
                     prune_round_to=settings.round_to,
                     **spec.schedule(settings, settings.learning_rate / 2, len(train_ds) // settings.batch_size,
-                                    decay))
+                                    settings.prune_epochs, decay))
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1)})
     else:
         logger.info("stage 3/3: done before, skipped (%s)", stage_dir)

@@ -18,7 +18,8 @@ from paddleprune.errors import DataFormatError, InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WarmupPiecewiseDecay", "default_optimizer", "poly_optimizer", "resolve_optimizer", "optimizer_state",
+__all__ = ["WarmupPiecewiseDecay", "default_optimizer", "poly_optimizer", "adam_factory", "adam_poly_factory",
+           "resolve_optimizer", "optimizer_state",
            "restore_optimizer", "OPT_FORMAT"]
 
 OPT_FORMAT = "paddleprune.optimizer"
@@ -88,6 +89,14 @@ def poly_optimizer(net, learning_rate, total_steps, power=0.9, weight_decay=4e-5
                                                     power=power)
     return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=_trainable(net),
                                      weight_decay=paddle.regularizer.L2Decay(weight_decay))
+
+
+def adam_poly_factory(learning_rate, total_steps, power=0.9):
+    """An ``optimizer`` for ``train()``: Adam with the segmenters' polynomial decay to 0 over
+    ``total_steps``."""
+    return lambda parameters: paddle.optimizer.Adam(
+        learning_rate=paddle.optimizer.lr.PolynomialDecay(learning_rate, max(1, total_steps), 0.0, power),
+        parameters=parameters)
 
 
 def adam_factory(learning_rate, steps_per_epoch, lr_decay_epochs, warmup_steps=0, lr_decay_gamma=0.1):
