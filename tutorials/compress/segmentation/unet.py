@@ -3,10 +3,11 @@
 Builds the stage-1 UNet again (same class and constructor arguments, ``scale`` included,
 read from its ``model.yml``), loads its weights (``--model_dir``), prunes every layer group
 of encoder and decoder as far as ``--eval_metric_loss`` allows according to
-``--sensitivities_file`` and retrains the smaller network. ``--sensitivities_file DEFAULT``
-uses the file bundled with paddleprune for ``UNet`` (method 2) instead of your own
-(method 1). The logit conv keeps one channel per class. The result is saved to
-``--save_dir`` with ``status: Prune`` in its ``model.yml``.
+``--sensitivities_file`` and retrains the smaller network: Adam with PaddleX's polynomial
+decay at half stage 1's learning rate, as the pipeline does (``--optimizer momentum``: PaddleX's
+Momentum). ``--sensitivities_file DEFAULT`` uses the file bundled with paddleprune for ``UNet``
+(method 2) instead of your own (method 1). The logit conv keeps one channel per class. The
+result is saved to ``--save_dir`` with ``status: Prune`` in its ``model.yml``.
 """
 import argparse
 import logging
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 
-from train import INPUT_SIZE, add_schedule_args, load_datasets
+from train import INPUT_SIZE, OPTIMIZERS, add_schedule_args, load_datasets, schedule
 
 
 def parse_args(argv=None):
@@ -31,9 +32,10 @@ def parse_args(argv=None):
                    help="data in PaddleX segmentation format (default: the embedded demo data)")
     p.add_argument("--save_dir", default="output/unet_prune",
                    help="output folder: epoch_N/, best_model/, vdl_log/ (default: %(default)s)")
-    p.add_argument("--num_epochs", type=int, default=20, help="epochs to retrain (default: %(default)s)")
-    p.add_argument("--learning_rate", type=float, default=0.025,
-                   help="base learning rate, Momentum 0.9 (default: %(default)s, half of stage 1's)")
+    p.add_argument("--num_epochs", type=int, default=8, help="epochs to retrain (default: %(default)s)")
+    p.add_argument("--learning_rate", type=float, default=0.001,
+                   help="base learning rate (default: %(default)s, half of stage 1's, for Adam; Momentum needs "
+                        "about 0.025)")
     p.add_argument("--round_to", type=int, default=8,
                    help="every pruned layer group keeps a multiple of this many channels, as the pipeline does "
                         "(paddleprune extension; 1 = no alignment, PaddleX's behaviour) (default: %(default)s)")
@@ -81,8 +83,8 @@ def main(argv=None):
         model = type(original)(**original.get_params())
         model.train(num_epochs=args.num_epochs, train_dataset=train, train_batch_size=args.batch_size,
                     eval_dataset=val, save_dir=args.save_dir, pretrain_weights=args.model_dir,
-                    learning_rate=args.learning_rate, lr_decay_power=args.lr_decay_power,
                     save_interval_epochs=args.save_interval_epochs, use_vdl=True, log_interval_steps=10,
+                    **schedule(args, len(train) // args.batch_size),
                     sensitivities_file=args.sensitivities_file, eval_metric_loss=args.eval_metric_loss,
                     prune_round_to=args.round_to)
     except PaddlePruneError as exc:
@@ -101,7 +103,8 @@ def main(argv=None):
     print("== stage 3 done: pruned model retrained ==")
     print(f"pruned with    : {args.sensitivities_file}, eval_metric_loss={args.eval_metric_loss}, "
           f"round_to={args.round_to} (status {pruned.status})")
-    print(f"best model     : {best_dir} (epoch {pruned.completed_epochs} of {args.num_epochs})")
+    print(f"best model     : {best_dir} (epoch {pruned.completed_epochs} of {args.num_epochs}, "
+          f"{OPTIMIZERS[args.optimizer]}, lr {args.learning_rate})")
     print(f"{'':15}  {'original':>10}  {'pruned':>10}")
     for name, i, fmt in (("params (M)", 0, "10.4f"), ("FLOPs (M)", 1, "10.2f")):
         print(f"{name:15}  {before[i] / 1e6:{fmt}}  {after[i] / 1e6:{fmt}}  "
