@@ -123,7 +123,7 @@ def test_tutorial_three_stages(tmp_path):
     tiny = ("--train_subset", "16", "--eval_subset", "16")
     # stage 1: one epoch of a x0.125 UNet on 16 images (miou is then above 0 from the background class,
     # enough as stage 2's baseline)
-    out = check(run("train.py", "--num_epochs", "1", *tiny, cwd=cwd))
+    out = check(run("train.py", "--num_epochs", "1", "--scale", "0.125", *tiny, cwd=cwd))
     assert "stage 1 done" in out
     best = tmp_path / "output" / "unet" / "best_model"
     info = yaml.safe_load((best / "model.yml").read_text())

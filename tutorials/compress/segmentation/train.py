@@ -1,6 +1,6 @@
 """Stage 1 of the PaddleX 1.x pruning tutorial: train the original UNet.
 
-Trains ``paddleprune.seg.UNet(scale=0.125)`` on 128x128 inputs with Adam and PaddleX's polynomial
+Trains ``paddleprune.seg.UNet(scale=0.25)`` on 128x128 inputs with Adam and PaddleX's polynomial
 decay (``--optimizer momentum``: PaddleX's Momentum) and saves to ``--save_dir``
 (``epoch_N/``, ``best_model/``, ``vdl_log/``). Without ``--data_dir`` it uses the embedded
 segmentation demo set (discs, squares, triangles and digits on photo backgrounds, built
@@ -43,14 +43,14 @@ def add_schedule_args(p):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description="Stage 1: train UNet (x0.125, 128x128 input) before pruning it. Offline: without --data_dir "
+        description="Stage 1: train UNet (x0.25, 128x128 input) before pruning it. Offline: without --data_dir "
                     "the embedded segmentation demo data is used.")
     p.add_argument("--data_dir", default=None,
                    help="data in PaddleX segmentation format (train_list.txt, val_list.txt, labels.txt, images, "
                         "single-channel PNG masks); default: the embedded demo data")
     p.add_argument("--save_dir", default="output/unet",
                    help="output folder: epoch_N/, best_model/, vdl_log/ (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=0.125,
+    p.add_argument("--scale", type=float, default=0.25,
                    help="width multiplier of every layer (paddleprune extension; 1.0 is PaddleX's UNet with "
                         "64..512 channels, 0.125 gives 8..64) (default: %(default)s)")
     p.add_argument("--num_epochs", type=int, default=12, help="epochs to train (default: %(default)s)")
