@@ -211,7 +211,7 @@ TASKS = {
         # multiples of 4 channels, 34 % in multiples of 8) lost the textured classes and retrained to miou
         # 0.41 from 0.66 (one run)
         full=Settings(epochs=12, prune_epochs=8, batch_size=8, learning_rate=0.002, lr_decay_epochs=(),
-                      eval_batch_size=16, save_interval=2, optimizer="adam"),
+                      eval_batch_size=16, save_interval=2, optimizer="adam", sensitivity_images=64),
         # the quick form trains x0.125 on 160 images
         quick=Settings(epochs=2, prune_epochs=1, batch_size=8, learning_rate=0.002, lr_decay_epochs=(),
                        eval_batch_size=16, train_images=160, sensitivity_images=16, ratios=(0.3, 0.6),
