@@ -61,7 +61,8 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     model = load_model(best)
     _, meta = load_sensitivities(sen_file, return_meta=True)
     images = min(settings.sensitivity_images or len(val_ds), len(val_ds))
-    source = "the paddleprune embedded demo set (sklearn digits on sklearn photos)" if demo else data_dir
+    source = f"the paddleprune embedded {task} demo set (built from scikit-learn's digits and photos)" if demo \
+        else data_dir
     entry = {
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from train import take_subset
+from train import open_voc
 
 #: eval_metric_loss values shown in the summary
 LOSSES = (0.05, 0.10, 0.20, 0.30)
@@ -49,7 +49,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import paddleprune
     from paddleprune import slim
-    from paddleprune.datasets import VOCDetection, demo
+    from paddleprune.datasets import demo
     from paddleprune.errors import DataNotFoundError, PaddlePruneError, SensitivityFileError
     from paddleprune.prune import load_sensitivities
 
@@ -62,8 +62,7 @@ def main(argv=None):
         model = paddleprune.load_model(args.model_dir)
         data_dir = args.dataset or demo.detection()
         # no transforms: cal_params_sensitivities uses the model's eval transforms (from model.yml)
-        val = take_subset(VOCDetection(data_dir, os.path.join(data_dir, "val_list.txt"),
-                                       os.path.join(data_dir, "labels.txt")), args.eval_subset)
+        val = open_voc(data_dir, "val_list.txt", subset=args.eval_subset)
         if args.overwrite and os.path.exists(args.save_file):
             os.remove(args.save_file)
         os.makedirs(os.path.dirname(os.path.abspath(args.save_file)), exist_ok=True)

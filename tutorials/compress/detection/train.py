@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -92,17 +93,22 @@ def default_decay_epochs(num_epochs):
     return [max(1, int(round(0.75 * num_epochs)))] if num_epochs > 1 else [1]
 
 
-def take_subset(dataset, n):
-    """A fixed random sample of ``n`` images of ``dataset`` (0 keeps all), carrying its ``labels``,
-    ``transforms`` and ``file_list`` rows as train() and evaluate() expect."""
-    if not n or n >= len(dataset):
-        return dataset
-    import paddle
-    keep = np.sort(np.random.RandomState(0).choice(len(dataset), n, replace=False)).tolist()
-    sub = paddle.io.Subset(dataset, keep)
-    sub.labels, sub.transforms = dataset.labels, dataset.transforms
-    sub.file_list = [dataset.file_list[i] for i in keep]
-    return sub
+def open_voc(data_dir, list_name, transforms=None, subset=0, shuffle=False):
+    """``VOCDetection`` of ``data_dir/list_name``; with ``subset`` > 0, a fixed random sample of that many
+    lines (written to a temporary list file: the data set reads and checks its list when opened)."""
+    from paddleprune.datasets import VOCDetection
+    list_path, labels = os.path.join(data_dir, list_name), os.path.join(data_dir, "labels.txt")
+    if subset and os.path.isfile(list_path):
+        with open(list_path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+        if subset < len(lines):
+            keep = np.sort(np.random.RandomState(0).choice(len(lines), subset, replace=False))
+            with tempfile.TemporaryDirectory() as tmp:
+                sub_path = os.path.join(tmp, list_name)
+                with open(sub_path, "w", encoding="utf-8") as f:
+                    f.write("".join(lines[i] + "\n" for i in keep))
+                return VOCDetection(data_dir, sub_path, labels, transforms=transforms, shuffle=shuffle)
+    return VOCDetection(data_dir, list_path, labels, transforms=transforms, shuffle=shuffle)
 
 
 def eval_transforms():
@@ -111,18 +117,15 @@ def eval_transforms():
 
 
 def load_datasets(data_dir, train_subset=0, eval_subset=0):
-    from paddleprune.datasets import VOCDetection, demo
+    from paddleprune.datasets import demo
     from paddleprune.det import transforms as T
     data_dir = data_dir or demo.detection()
     # PaddleX's YOLOv3 augmentation without MixupImage and without the horizontal flip (a mirrored digit
     # is another shape)
     train_tf = T.Compose([T.RandomDistort(), T.RandomExpand(ratio=2.0), T.RandomCrop(),
                           T.Resize(target_size=INPUT_SIZE, interp="RANDOM"), T.Normalize()])
-    labels = os.path.join(data_dir, "labels.txt")
-    train = VOCDetection(data_dir, os.path.join(data_dir, "train_list.txt"), labels, transforms=train_tf,
-                         shuffle=True)
-    val = VOCDetection(data_dir, os.path.join(data_dir, "val_list.txt"), labels, transforms=eval_transforms())
-    return data_dir, take_subset(train, train_subset), take_subset(val, eval_subset)
+    train = open_voc(data_dir, "train_list.txt", train_tf, train_subset, shuffle=True)
+    return data_dir, train, open_voc(data_dir, "val_list.txt", eval_transforms(), eval_subset)
 
 
 def main(argv=None):
