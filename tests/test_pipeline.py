@@ -92,7 +92,7 @@ def test_quick_demo_end_to_end_and_rerun_skips(demo_run, tmp_path):
     assert entry["model_params"] == {"scale": 0.25, "small_input": True} and entry["input_shape"] == [1, 3, 32, 32]
     meta = json.load(open(stage2_file))["meta"]   # the baseline on the 128 sensitivity images
     assert entry["metric"] == "acc1" and entry["baseline"] == meta["baseline"] and 0 < entry["baseline"] <= 1
-    assert "embedded classification demo set" in entry["dataset"] and "128 validation images" in entry["dataset"]
+    assert "embedded classification demo set" in entry["dataset"] and "64 validation images" in entry["dataset"]
     assert entry["command"] == f"paddleprune build-default --quick --save-dir {out} --builtin-dir {builtin}"
     assert resolve_sensitivities_file("t", "DEFAULT", "MobileNetV2", builtin_dir=str(builtin)) == str(
         builtin / "MobileNetV2.json")

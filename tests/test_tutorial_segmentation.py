@@ -108,8 +108,8 @@ def test_settings_match_the_pipeline():
             assert got["schedules"][f"{name}_{opt}"] == json.loads(json.dumps(want)), (name, opt)
     assert got["schedules"]["train_adam"]["optimizer"] == "Adam"
     assert got["schedules"]["train_momentum"]["optimizer"] is None
-    # stage 2: every validation image, ratios 0.1 ... 0.9, the pipeline's evaluation batch
-    assert cal["eval_subset"] == full.sensitivity_images == 0 and cal["ratios"] is None
+    # stage 2: the pipeline's 64 validation images, ratios 0.1 ... 0.9, its evaluation batch
+    assert cal["eval_subset"] == full.sensitivity_images == 64 and cal["ratios"] is None
     assert tuple(full.ratios) == tuple(DEFAULT_RATIOS) and cal["batch_size"] == full.eval_batch_size
     # the default paths chain: each stage reads what the one before wrote
     assert cal["model_dir"] == unet["model_dir"] == os.path.join(train["save_dir"], "best_model")

@@ -180,7 +180,7 @@ TASKS = {
         full=Settings(epochs=12, prune_epochs=10, batch_size=32, learning_rate=0.02, lr_decay_epochs=(9, 11),
                       warmup_epochs=1),
         quick=Settings(epochs=4, prune_epochs=3, batch_size=32, learning_rate=0.02, lr_decay_epochs=(3,),
-                       warmup_epochs=1, sensitivity_images=128, ratios=(0.2, 0.4, 0.6, 0.8),
+                       warmup_epochs=1, sensitivity_images=64, ratios=(0.2, 0.4, 0.6, 0.8),
                        model_kwargs={"scale": 0.25}),
         demo_data=_demo_classification),
     "detection": DetectionSpec(
@@ -212,9 +212,9 @@ TASKS = {
         # 0.41 from 0.66 (one run)
         full=Settings(epochs=12, prune_epochs=8, batch_size=8, learning_rate=0.002, lr_decay_epochs=(),
                       eval_batch_size=16, save_interval=2, optimizer="adam", sensitivity_images=64),
-        # the quick form trains x0.125 on 160 images
+        # the quick form trains x0.125 on 96 images
         quick=Settings(epochs=2, prune_epochs=1, batch_size=8, learning_rate=0.002, lr_decay_epochs=(),
-                       eval_batch_size=16, train_images=160, sensitivity_images=16, ratios=(0.3, 0.6),
+                       eval_batch_size=16, train_images=96, sensitivity_images=16, ratios=(0.3, 0.6),
                        optimizer="adam", model_kwargs={"scale": 0.125}),
         demo_data=_demo_segmentation, latency_batches=(1, 8)),
 }

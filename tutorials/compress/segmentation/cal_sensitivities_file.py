@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=16, help="evaluation batch size (default: %(default)s)")
     p.add_argument("--ratios", type=float, nargs="+", default=None,
                    help="pruning ratios to measure (default: 0.1 0.2 ... 0.9); fewer points are faster")
-    p.add_argument("--eval_subset", type=int, default=0,
+    p.add_argument("--eval_subset", type=int, default=64,
                    help="use a fixed random sample of N validation images (0 = all); faster, noisier")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing --save_file first (by default a file made for the same model, "
