@@ -5,6 +5,7 @@ A list file holds one ``<image path> <label id>`` per line, the path relative to
 holds one class name per line; the line number, from 0, is the label id.
 """
 import logging
+import operator
 import os
 
 import cv2
@@ -95,6 +96,16 @@ def existing_pair(dataset, path, lineno, image, other, other_name):
         if not os.path.isfile(full):
             raise DataNotFoundError(f"{path}:{lineno}: {what} file not found: {full}")
     return paths
+
+
+def sample_index(dataset, idx):
+    """``idx`` (negative counts from the end) as an index into ``dataset.num_samples`` samples."""
+    idx = operator.index(idx)
+    if idx < 0:
+        idx += dataset.num_samples
+    if not 0 <= idx < dataset.num_samples:
+        raise IndexError(f"{type(dataset).__name__}: index {idx} out of range for {dataset.num_samples} samples")
+    return idx
 
 
 def read_image(path):

@@ -11,14 +11,13 @@ grey and 1-bit masks are read too. The value 255 marks pixels to ignore. Colour 
 masks are refused: convert a colour-coded mask to ids first.
 """
 import logging
-import operator
 import os
 
 import numpy as np
 import paddle
 from PIL import Image
 
-from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image
+from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image, sample_index
 from paddleprune.datasets.voc import _image_size
 from paddleprune.errors import DataFormatError, DataNotFoundError
 
@@ -214,17 +213,9 @@ class SegDataset(paddle.io.Dataset):
     def __len__(self):
         return self.num_samples
 
-    def _index(self, idx):
-        idx = operator.index(idx)
-        if idx < 0:
-            idx += self.num_samples
-        if not 0 <= idx < self.num_samples:
-            raise IndexError(f"SegDataset: index {idx} out of range for {self.num_samples} samples")
-        return idx
-
     def raw_sample(self, idx):
         """Return the untransformed sample dict of image ``idx`` (fresh arrays every call)."""
-        idx = self._index(idx)
+        idx = sample_index(self, idx)
         im_path, mask_path, shape = self._records[idx]
         image = read_image(im_path)
         mask = read_mask(mask_path)

@@ -11,7 +11,6 @@ Each XML must give ``size/width``, ``size/height`` and, per ``object``, ``name``
 decoded image: pixel column ``c`` spans ``[c, c + 1)``, so ``0 <= xmin < xmax <= width``.
 """
 import logging
-import operator
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 import paddle
 
-from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image
+from paddleprune.datasets.imagenet import existing_pair, list_rows, open_list_dataset, read_image, sample_index
 from paddleprune.errors import DataFormatError, DataNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -280,17 +279,9 @@ class VOCDetection(paddle.io.Dataset):
     def __len__(self):
         return self.num_samples
 
-    def _index(self, idx):
-        idx = operator.index(idx)
-        if idx < 0:
-            idx += self.num_samples
-        if not 0 <= idx < self.num_samples:
-            raise IndexError(f"VOCDetection: index {idx} out of range for {self.num_samples} samples")
-        return idx
-
     def raw_sample(self, idx):
         """Return the untransformed sample dict of image ``idx`` (fresh arrays every call)."""
-        idx = self._index(idx)
+        idx = sample_index(self, idx)
         rec = self._records[idx]
         image = read_image(rec["im_path"])
         n = len(rec["gt_class"])
@@ -300,7 +291,7 @@ class VOCDetection(paddle.io.Dataset):
                 "gt_score": np.ones(n, np.float32), "difficult": rec["difficult"].copy()}
 
     def __getitem__(self, idx):
-        idx = self._index(idx)
+        idx = sample_index(self, idx)
         sample = self.raw_sample(idx)
         sample["mixup_source"] = _MixupSource(self, idx)
         if self.transforms is not None:
