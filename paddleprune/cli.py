@@ -60,9 +60,21 @@ def _cmd_demo(args):
 def _cmd_build_default(args):
     from paddleprune.pipeline.default import build_default
     path = build_default(task=args.task, data_dir=args.data, save_dir=args.save_dir, builtin_dir=args.builtin_dir,
-                         quick=args.quick, command="paddleprune " + shlex.join(args.argv))
+                         quick=args.quick, command="paddleprune " + shlex.join(args.argv), model=args.model,
+                         model_params=args.model_params, input_size=args.input_size)
     print(f"installed {path}; sensitivities_file='DEFAULT' now uses it")
     return 0
+
+
+def _json_object(text):
+    import json
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"scale\": 0.5}}', got {text!r}")
+    return value
 
 
 def _build_net(name, num_classes):
@@ -142,6 +154,11 @@ def build_parser():
     bd.add_argument("--builtin-dir", default=None,
                     help="where to install the file and manifest.json (default: the package's builtin_sensitivities)")
     bd.add_argument("--quick", action="store_true", help="few epochs and a small sensitivity set (minutes)")
+    bd.add_argument("--model", default=None,
+                    help="another model of the task's package, e.g. ResNet50 (default: the pipeline's model)")
+    bd.add_argument("--model-params", type=_json_object, default=None, metavar="JSON",
+                    help="keyword arguments of --model, e.g. '{\"scale\": 0.5}' (default: the model's own defaults)")
+    bd.add_argument("--input-size", type=int, default=None, help="input size for --model (default: the task's)")
     bd.set_defaults(func=_cmd_build_default)
 
     v = sub.add_parser("visualize", help="plot a sensitivities file (PNG)")

@@ -12,7 +12,8 @@ import shutil
 
 from paddleprune.pipeline.run import compute_sensitivities, load_datasets, train_backbone, train_original
 from paddleprune.pipeline.tasks import get_task
-from paddleprune.tasks.pruning import BUILTIN_DIR, model_params, read_manifest
+from paddleprune.tasks.pruning import BUILTIN_DIR, read_manifest
+from paddleprune.tasks.pruning import model_params as task_model_params
 from paddleprune.utils.atomic import atomic_open, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ def install_default(sen_file, key, entry, builtin_dir=None):
 
 
 def build_default(task="classification", data_dir=None, save_dir="output/build_default", builtin_dir=None,
-                  quick=False, command=None):
+                  quick=False, command=None, model=None, model_params=None, input_size=None):
     """Train the task's model on ``data_dir`` (default: the embedded demo set), compute its
     sensitivities and install them as the ``'DEFAULT'`` file for the model's key.
+
+    ``model`` names another model of the task's package (e.g. ``'ResNet50'``), built with
+    ``model_params`` (constructor keywords) at ``input_size``; default: the pipeline's model.
 
     A re-run skips the finished stages (and resumes a stopped one), like the pipeline.
     Returns the installed path.
@@ -50,6 +54,8 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     from paddleprune import load_model
     from paddleprune.prune import load_sensitivities
     spec = get_task(task)
+    if model is not None:
+        spec = spec.with_model(model, model_params, input_size)
     settings = spec.quick if quick else spec.full
     demo = data_dir is None
     data_dir = data_dir or spec.demo_data()
@@ -58,7 +64,7 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     best = train_original(spec, settings, train_ds, val_ds, os.path.join(save_dir, "stage1_train"),
                           pretrain_weights=backbone)
     sen_file = compute_sensitivities(spec, settings, val_ds, best, os.path.join(save_dir, "stage2_sensitivities"))
-    model = load_model(best)
+    trained = load_model(best)
     _, meta = load_sensitivities(sen_file, return_meta=True)
     images = min(settings.sensitivity_images or len(val_ds), len(val_ds))
     source = f"the paddleprune embedded {task} demo set (built from scikit-learn's digits and photos)" if demo \
@@ -70,9 +76,9 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
                    f"{meta.get('baseline', 0):.4f})"
                    + (", its backbone first trained as a classifier on the embedded classification set"
                       if backbone else "") + "; not ImageNet weights",
-        "model_params": model_params(model),
-        "input_shape": list(model.input_shape),
+        "model_params": task_model_params(trained),
+        "input_shape": list(trained.input_shape),
         "command": command or f"paddleprune build-default --task {task}" + ("" if demo else f" --data {data_dir}")
                    + (" --quick" if quick else ""),
     }
-    return install_default(sen_file, model.sensitivity_key(), entry, builtin_dir)
+    return install_default(sen_file, trained.sensitivity_key(), entry, builtin_dir)

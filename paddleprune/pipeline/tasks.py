@@ -3,6 +3,7 @@
 Adding a task (detection, segmentation) means adding one ``TaskSpec`` here;
 the stages in :mod:`paddleprune.pipeline.run` never look at the task.
 """
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -50,6 +51,18 @@ class TaskSpec:
     package = None
     reader = None
     lists = ("train_list.txt", "val_list.txt", "labels.txt")
+
+    def with_model(self, model, model_kwargs=None, input_size=None):
+        """This task with another model of its package (e.g. ``'ResNet50'`` for classification), built with
+        ``model_kwargs`` only (the quick and full forms' model overrides are dropped), at ``input_size``."""
+        import importlib
+        package = importlib.import_module(f"paddleprune.{self.package}")
+        if not hasattr(package, model):
+            raise InvalidParameterError(f"pipeline: paddleprune.{self.package} has no model {model!r}; available: "
+                                        f"{sorted(n for n in getattr(package, '__all__', ()) if n[:1].isupper())}.")
+        return dataclasses.replace(
+            self, model=model, model_kwargs=dict(model_kwargs or {}), input_size=input_size or self.input_size,
+            full=dataclasses.replace(self.full, model_kwargs={}), quick=dataclasses.replace(self.quick, model_kwargs={}))
 
     def build_model(self, num_classes, settings):
         import importlib
