@@ -4,6 +4,7 @@ The program is only read (op types, attributes, shapes, def-use edges); the
 model is left exactly as it was: same ``forward``, same training flag, same
 parameter values.
 """
+import contextlib
 import difflib
 import logging
 from dataclasses import dataclass, field
@@ -60,18 +61,34 @@ class TracedModel:
         return list(self.program.global_block().ops)
 
 
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put ``model`` in eval mode; afterwards give every sublayer (and the dygraph
+    tracer) back its own train/eval flag, so a frozen BatchNorm stays frozen."""
+    flags = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
+    tracer = paddle.base.framework._dygraph_tracer()
+    tracer_mode = getattr(tracer, "_train_mode", None)
+    model.eval()
+    try:
+        yield model
+    finally:
+        for layer, training in flags:
+            layer.training = training
+        if tracer_mode is not None:
+            tracer._train_mode = tracer_mode
+
+
 def trace(model, inputs, owner="FilterPruner"):
     """Trace ``model`` for the given input shapes; returns a :class:`TracedModel`."""
     if not isinstance(model, paddle.nn.Layer):
         raise InvalidParameterError(f"{owner}: 'model' must be a paddle.nn.Layer; got {type(model).__name__}.")
     specs = [InputSpec(shape, dtype, name=f"x{i}") for i, (shape, dtype) in enumerate(normalize_inputs(inputs, owner))]
-    was_training = model.training
     had_forward = "forward" in model.__dict__
     saved_forward = model.__dict__.get("forward")
-    model.eval()
     try:
-        static = paddle.jit.to_static(model, input_spec=specs, full_graph=True)
-        program = static.forward.concrete_program.main_program
+        with eval_mode(model):
+            static = paddle.jit.to_static(model, input_spec=specs, full_graph=True)
+            program = static.forward.concrete_program.main_program
     except Exception as exc:  # paddle raises many types; report them as one clear error
         shapes = [s.shape for s in specs]
         msg = str(exc).strip().splitlines()
@@ -83,7 +100,6 @@ def trace(model, inputs, owner="FilterPruner"):
             model.__dict__["forward"] = saved_forward
         else:
             model.__dict__.pop("forward", None)
-        model.train() if was_training else model.eval()
 
     params = dict(model.named_parameters())
     struct_of = {p.name: n for n, p in params.items()}

@@ -18,6 +18,7 @@ import numpy as np
 import paddle
 
 from paddleprune.errors import InvalidParameterError, SensitivityFileError, UnprunableError
+from paddleprune.prune.graph import eval_mode
 from paddleprune.prune.prefix_cache import PrefixCache
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
 from paddleprune.prune.sensitivity_table import canonical_ratio
@@ -64,12 +65,8 @@ class _Evaluator:
     def baseline(self):
         if self.cache is None:
             return float(self.eval_func())
-        was = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             return self._score(self.cache.iter_record())
-        finally:
-            self.model.train(was)
 
     def evaluate(self, owners=None):
         if self.cache is None:
@@ -128,24 +125,22 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
                 metric, base, time.perf_counter() - t0, len(todo), method)
     full_meta = dict(meta or {}, **expected, baseline=base, method=method)
     bar = progress_bar(len(todo), "sensitivity")
-    was_training = model.training
-    model.eval()
     try:
-        start = time.perf_counter()
-        for i, (name, ratio) in enumerate(todo, start=1):
-            value = _evaluate_point(pruner, evaluator, name, ratio, method)
-            table.setdefault(name, {})[ratio] = relative_loss(base, value)
-            if sen_file is not None:
-                save_sensitivities(sen_file, table, full_meta)
-            bar.update(1)
-            if bar.disable and (i % 10 == 0 or i == len(todo)):   # no bar in logs: say where we are
-                spent = time.perf_counter() - start
-                logger.info("sensitivity: %d/%d evaluations, %.0f s, about %.0f s to go", i, len(todo),
-                            spent, spent / i * (len(todo) - i))
-            bar.set_postfix_str(f"{name} {ratio:.1f}: {table[name][ratio]:+.4f}")
+        with eval_mode(model):
+            start = time.perf_counter()
+            for i, (name, ratio) in enumerate(todo, start=1):
+                value = _evaluate_point(pruner, evaluator, name, ratio, method)
+                table.setdefault(name, {})[ratio] = relative_loss(base, value)
+                if sen_file is not None:
+                    save_sensitivities(sen_file, table, full_meta)
+                bar.update(1)
+                if bar.disable and (i % 10 == 0 or i == len(todo)):   # no bar in logs: say where we are
+                    spent = time.perf_counter() - start
+                    logger.info("sensitivity: %d/%d evaluations, %.0f s, about %.0f s to go", i, len(todo),
+                                spent, spent / i * (len(todo) - i))
+                bar.set_postfix_str(f"{name} {ratio:.1f}: {table[name][ratio]:+.4f}")
     finally:
         bar.close()
-        model.train(was_training)
     return {n: dict(table[n]) for n in table}
 
 

@@ -26,6 +26,7 @@ import paddle
 
 from paddleprune.errors import InvalidParameterError, UnknownParameterNameError, UnprunableError
 from paddleprune.prune import criteria
+from paddleprune.prune.plan import write_dense
 from paddleprune.prune.pruner import GroupView, PruningWarning
 from paddleprune.prune.static_walker import StaticAnalysis
 from paddleprune.utils.checks import check_interval
@@ -134,10 +135,10 @@ class _Entry(dict):
 
 
 def restore_scope(scope, param_backup, place=None):
-    """Put the tensors of ``param_backup`` (from :meth:`Pruner.prune`) back into ``scope``."""
-    place = place if place is not None else paddle.CPUPlace()
+    """Put the tensors of ``param_backup`` (from :meth:`Pruner.prune`) back into ``scope``,
+    on ``place`` (default: each tensor's own place)."""
     for name, value in param_backup.items():
-        scope.find_var(name).get_tensor().set(value, place)
+        write_dense(scope.find_var(name).get_tensor(), value, place)
 
 
 class Pruner:
@@ -181,7 +182,7 @@ class Pruner:
         ratios : list of float
             One ratio in [0, 1) per name.
         place : paddle.Place, optional
-            Where the pruned tensors are put (default CPUPlace).
+            Where the pruned tensors are put (default: each tensor's own place).
         lazy : bool
             Zero the channels instead of removing them; shapes stay.
         only_graph : bool
@@ -218,7 +219,6 @@ class Pruner:
         check_program(program, owner)
         names, ratios = _check_lists(params, ratios, owner)
         scope = scope if scope is not None else paddle.static.global_scope()
-        place = place if place is not None else paddle.CPUPlace()
         with paddle.pir_utils.OldIrGuard():
             pruned = program.clone()
             analysis = StaticAnalysis(pruned)
@@ -374,7 +374,7 @@ class _Applier:
                 arr[tuple(index)] = 0
             else:
                 arr = np.delete(arr, idx, axis=axis)
-        tensor.set(np.ascontiguousarray(arr), self.place)
+        write_dense(tensor, arr, self.place)
 
     def _cut_desc(self, name, param, axes):
         var = self.block._find_var_recursive(name)

@@ -68,7 +68,7 @@ def sensitivity(program, place, param_names, eval_func, sensitivities_file=None,
     program : paddle.static.Program
         A legacy-IR program to evaluate (usually the test program); left unchanged.
     place : paddle.Place or None
-        Where pruned and restored tensors are put (default CPUPlace).
+        Where pruned and restored tensors are put (default: each tensor's own place).
     param_names : list of str
         Parameters to analyse (conv weights, typically).
     eval_func : callable
@@ -108,7 +108,6 @@ def sensitivity(program, place, param_names, eval_func, sensitivities_file=None,
     targets = _check_targets(program, param_names, owner)
     pruner = Pruner(criterion)
     scope = scope if scope is not None else paddle.static.global_scope()
-    place = place if place is not None else paddle.CPUPlace()
     crit_name = criterion if isinstance(criterion, str) else getattr(criterion, "__name__", "custom")
     expected = {"model": model, "metric": metric, "criterion": crit_name, "ratios": ratios}
     table, file_meta = {}, {}
