@@ -72,8 +72,8 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     entry = {
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
-        "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
-                   f"{meta.get('baseline', 0):.4f})"
+        "weights": f"trained here for {settings.epochs} epochs by stage 1 ({meta.get('metric')} "
+                   f"{meta.get('baseline', 0):.4f} on the sensitivity images)"
                    + (", its backbone first trained as a classifier on the embedded classification set"
                       if backbone else "") + "; not ImageNet weights",
         "model_params": task_model_params(trained),
