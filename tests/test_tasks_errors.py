@@ -16,6 +16,7 @@ import paddleprune
 from paddleprune import cls
 from paddleprune.errors import DataNotFoundError, InvalidParameterError
 from paddleprune.metrics import topk_keys
+from paddleprune.prune import save_sensitivities
 from paddleprune.tasks import get_task_class, list_tasks, register_task
 from paddleprune.tasks.early_stop import EarlyStop
 from paddleprune.tasks.optim import WarmupPiecewiseDecay, default_optimizer, resolve_optimizer
@@ -111,7 +112,7 @@ def test_resume_and_sensitivities_file_errors(lists, saved, tmp_path):
 def test_default_sensitivities_manifest(tmp_path, caplog):
     with open(os.path.join(BUILTIN_DIR, "manifest.json"), encoding="utf-8") as f:
         assert isinstance(json.load(f)["files"], dict)
-    (tmp_path / "mbv2.json").write_text("{}")
+    save_sensitivities(tmp_path / "mbv2.json", {"conv1.weight": {0.5: 0.1}})   # read for its metadata
     entry = {"file": "mbv2.json", "metric": "acc1", "dataset": "embedded demo digits (359 val images)",
              "weights": "demo stage-1", "date": "2026-11-23", "command": "paddleprune build-default"}
     (tmp_path / "manifest.json").write_text(json.dumps({"files": {"MobileNetV2": entry}}))

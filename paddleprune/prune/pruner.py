@@ -279,7 +279,7 @@ class FilterPruner:
     # -- sensitivities ----------------------------------------------------------------
     def sensitive(self, eval_func=None, sen_file=None, target_vars=None, skip_vars=None, ratios=None,
                   method="fast", eval_batches=None, score_fn=None, metric="metric", overwrite=False,
-                  cache_mb=1024):
+                  cache_mb=1024, meta=None):
         """Measure, for each group and ratio, the relative metric loss ``(base - pruned) / base``.
 
         Parameters
@@ -305,6 +305,9 @@ class FilterPruner:
             Name of the metric, stored in the file.
         overwrite : bool
             Recompute instead of refusing a file made for another setup.
+        meta : dict, optional
+            More of what the file was made for (``model_params``, ``input_shape``,
+            ``num_classes``), stored in it and checked when it is used for pruning.
 
         Returns
         -------
@@ -316,7 +319,7 @@ class FilterPruner:
         self.sensitivities = compute_sensitivities(
             self, eval_func=eval_func, sen_file=sen_file, target_vars=target_vars, skip_vars=skip_vars,
             ratios=ratios, method=method, eval_batches=eval_batches, score_fn=score_fn, metric=metric,
-            overwrite=overwrite, cache_mb=cache_mb)
+            overwrite=overwrite, cache_mb=cache_mb, meta=meta)
         return self.sensitivities
 
     def plan_for_ratios(self, ratios, round_to=None):

@@ -61,7 +61,9 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
         An untrained or pruned model, or bad arguments.
     """
     from paddleprune.prune import L1NormFilterPruner
+    from paddleprune.prune.graph import eval_mode
     from paddleprune.tasks.params import check_dataset, check_int
+    from paddleprune.tasks.pruning import model_params
     owner = "cal_params_sensitivities"
     _check_model(owner, model)
     check_dataset(owner, "eval_dataset", eval_dataset)
@@ -74,8 +76,8 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
     metric_name = next(iter(model.make_metric().accumulate()))
     pruner = L1NormFilterPruner(model.net, list(shape))
     size_mb = len(eval_dataset) * int(np.prod(shape[1:])) * 4 / 2**20
-    was_training = model.net.training
-    try:
+    meta = {"model_params": model_params(model), "input_shape": list(shape), "num_classes": model.num_classes}
+    with eval_mode(model.net):
         if size_mb <= EVAL_BATCH_BUDGET_MB:
             loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, num_workers=0,
                                           collate_fn=model.collate_fn("eval"))
@@ -89,12 +91,10 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
 
             return pruner.sensitive(eval_batches=[inputs for inputs, _ in batches], score_fn=score_fn,
                                     sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, meta=meta)
         return pruner.sensitive(
             eval_func=lambda: next(iter(model.evaluate(eval_dataset, batch_size=batch_size).values())),
-            sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios, overwrite=overwrite)
-    finally:
-        model.net.train(was_training)
+            sen_file=os.fspath(save_file), metric=metric_name, ratios=ratios, overwrite=overwrite, meta=meta)
 
 
 def analysis(model, dataset, batch_size=8, save_file="./model.sensi.data"):

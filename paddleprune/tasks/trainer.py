@@ -103,7 +103,8 @@ def _build_network(task, owner, a):
         if pre is not None and pre["status"] == "Prune":
             prune_info = dict(pre["prune"])
     sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key(),
-                                          model_params=model_params(task), input_shape=task.input_shape)
+                                          model_params=model_params(task), input_shape=task.input_shape,
+                                          num_classes=task.num_classes, net_class=type(net).__name__)
     if sen_file is not None:
         if a["pretrain_weights"] is None:
             logger.warning("%s: pruning a network without 'pretrain_weights': the L1 norms of random weights "
