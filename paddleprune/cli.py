@@ -61,7 +61,8 @@ def _cmd_build_default(args):
     from paddleprune.pipeline.default import build_default
     path = build_default(task=args.task, data_dir=args.data, save_dir=args.save_dir, builtin_dir=args.builtin_dir,
                          quick=args.quick, command="paddleprune " + shlex.join(args.argv), model=args.model,
-                         model_params=args.model_params, input_size=args.input_size)
+                         model_params=args.model_params, input_size=args.input_size,
+                         pretrain_weights=args.pretrain_weights, skip_train=args.skip_train)
     print(f"installed {path}; sensitivities_file='DEFAULT' now uses it")
     return 0
 
@@ -146,8 +147,8 @@ def build_parser():
     pipeline_options(dm, "output/demo")
     dm.set_defaults(func=_cmd_demo)
 
-    bd = sub.add_parser("build-default", help="train on a data set, compute sensitivities and install them as "
-                                              "the 'DEFAULT' file of the task's model")
+    bd = sub.add_parser("build-default", help="train on a data set (or --skip-train), compute sensitivities and "
+                                              "install them as the 'DEFAULT' file of the task's model")
     bd.add_argument("--task", default="classification", choices=task_names)
     bd.add_argument("--data", default=None, help="data dir in PaddleX format (default: the embedded demo set)")
     bd.add_argument("--save-dir", default="output/build_default", help="work folder (default output/build_default)")
@@ -158,7 +159,16 @@ def build_parser():
                     help="another model of the task's package, e.g. ResNet50 (default: the pipeline's model)")
     bd.add_argument("--model-params", type=_json_object, default=None, metavar="JSON",
                     help="keyword arguments of --model, e.g. '{\"scale\": 0.5}' (default: the model's own defaults)")
-    bd.add_argument("--input-size", type=int, default=None, help="input size for --model (default: the task's)")
+    bd.add_argument("--input-size", type=int, default=None,
+                    help="input size for --model (default: the task's; with --skip-train, the model's own eval "
+                         "transforms, for classifiers PaddleX's ImageNet ones: short side 256, centre crop 224)")
+    bd.add_argument("--pretrain-weights", default=None,
+                    help="weights stage 1 starts from: IMAGENET (Paddle's published weights, from Paddle's cache "
+                         "or downloaded) or a model folder (default: none, or stage 0's backbone)")
+    bd.add_argument("--skip-train", action="store_true",
+                    help="with --pretrain-weights IMAGENET: no training, the sensitivities of the published "
+                         "weights on --data's validation set, which must have ImageNet's 1000 classes in "
+                         "ImageNet's order (how PaddleX made its DEFAULT files)")
     bd.set_defaults(func=_cmd_build_default)
 
     v = sub.add_parser("visualize", help="plot a sensitivities file (PNG)")

@@ -68,8 +68,8 @@ def _train(model, lists, tmp_path, **kwargs):
 
 
 def test_pretrain_weights_errors(lists, saved, tmp_path):
-    with pytest.raises(InvalidParameterError, match="'IMAGENET' names PaddleX's downloadable weights, which "
-                                                    "paddleprune cannot download"):
+    with pytest.raises(InvalidParameterError, match="Paddle publishes no ImageNet weights for MobileNetV2 with "
+                                                    "scale=0.25. Supported: MobileNetV1 and MobileNetV2 with scale=1.0"):
         _train(cls.MobileNetV2(**MODEL), lists, tmp_path, pretrain_weights="IMAGENET")
     with pytest.raises(DataNotFoundError, match="'pretrain_weights' not found: .*missing_dir"):
         _train(cls.MobileNetV2(**MODEL), lists, tmp_path, pretrain_weights=str(tmp_path / "missing_dir"))

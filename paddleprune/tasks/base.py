@@ -229,10 +229,16 @@ class BaseTask(abc.ABC):
         save_dir : str
             Output folder (``epoch_N``, ``best_model``, ``vdl_log``).
         pretrain_weights : str, optional
-            None (random init) or a model folder saved by ``train()`` (a pruned one has
-            its record replayed first), or a ``.pdparams`` file; for a detector also the
-            folder of a classifier of its backbone network (the backbone starts from it).
-            PaddleX names such as ``'IMAGENET'`` are refused: nothing can be downloaded.
+            None (random init; the default, so nothing is downloaded unless asked for,
+            whereas PaddleX's default is ``'IMAGENET'``), a model folder saved by
+            ``train()`` (a pruned one has its record replayed first), or a ``.pdparams``
+            file; for a detector also the folder of a classifier of its backbone network
+            (the backbone starts from it). ``'IMAGENET'``: Paddle's published ImageNet
+            weights (``paddle.vision.models``) for MobileNetV1 / MobileNetV2 at scale 1.0,
+            ResNet18 and ResNet50, and YOLOv3's MobileNetV1 backbone at backbone_scale
+            1.0, taken from Paddle's weights cache (``paddle.utils.download.WEIGHTS_HOME``)
+            or downloaded into it; the head is dropped (logged) when ``num_classes`` is
+            not 1000. Other PaddleX names (``'COCO'``, ``'CITYSCAPES'`` ...) are refused.
         optimizer : paddle.optimizer.Optimizer or callable, optional
             Default: Momentum 0.9, L2 1e-4, piecewise decay. A callable gets the
             trainable parameters after pruning and returns an optimizer; an instance must
@@ -270,7 +276,8 @@ class BaseTask(abc.ABC):
             An argument out of range (``"MobileNetV2.train: 'eval_metric_loss' must be a
             number in (0, 1); got 1.5."``), weights that do not fit, a refused optimizer.
         DataNotFoundError
-            A path that does not exist.
+            A path that does not exist; ``'IMAGENET'`` weights neither cached nor
+            downloadable (the message names the URL and the cache path).
         """
         owner = f"{type(self).__name__}.train"
         args = check_train_args(owner, {

@@ -24,10 +24,11 @@ from paddleprune.utils.atomic import atomic_write_text
 logger = logging.getLogger(__name__)
 
 __all__ = ["MODEL_FILES", "PADDLEX_WEIGHTS", "save_model_dir", "copy_model_dir", "read_model_info", "read_params",
-           "state_problems", "load_model", "load_pretrain", "apply_prune_info", "to_plain"]
+           "state_problems", "load_model", "load_pretrain", "load_backbone_state",
+           "set_state_checked", "apply_prune_info", "to_plain"]
 
 MODEL_FILES = ("model.pdparams", "model.yml")
-#: PaddleX 1.x names of downloadable weights; nothing can be downloaded here.
+#: PaddleX 1.x names of downloadable weights; only 'IMAGENET' is served (from paddle.vision's files).
 PADDLEX_WEIGHTS = ("IMAGENET", "COCO", "CITYSCAPES", "BAIDU10W", "BAIDU2W", "PASCALVOC")
 
 
@@ -226,12 +227,12 @@ def load_model(model_dir):
     return task
 
 
-def _load_backbone(owner, net, prefix, info):
-    """Load a classifier's weights into the ``prefix`` sub-network of ``net`` (a detector's
+def load_backbone_state(owner, net, prefix, state, source, path):
+    """Load classifier weights ``state`` into the ``prefix`` sub-network of ``net`` (a detector's
     backbone): every ``prefix + name`` tensor must be the classifier's ``name`` tensor, same
-    shape; the rest of ``net`` (the head) keeps its initialisation."""
-    path = os.path.join(info["_dir"], "model.pdparams")
-    state = read_params(path)
+    shape; the rest of ``net`` (the head) keeps its initialisation. ``source`` says where
+    ``state`` comes from ("<dir> holds a MobileNetV1"), ``path`` is its file. Returns the
+    names of the tensors left at their initialisation."""
     own = {k: list(v.shape) for k, v in net.state_dict().items() if k.startswith(prefix)}
     problems = [f"{k[len(prefix):]} missing" for k in own if k[len(prefix):] not in state]
     problems += [f"{k[len(prefix):]} has shape {list(np.shape(state[k[len(prefix):]]))}, the backbone {shape}"
@@ -239,15 +240,23 @@ def _load_backbone(owner, net, prefix, info):
                  and list(np.shape(state[k[len(prefix):]])) != shape]
     if not own or problems:
         raise InvalidParameterError(
-            f"{owner}: 'pretrain_weights' {info['_dir']} holds a {info['Model']} whose weights do not fit this "
-            f"model's backbone ({len(problems)} problem(s): {'; '.join(problems[:5])}); use a classifier of the "
-            f"same network and scale (e.g. MobileNetV1 with the detector's backbone_scale).")
-    net.set_state_dict({k: state[k[len(prefix):]] for k in own})
-    for k, v in net.state_dict().items():   # set_state_dict only warns; make sure it took
-        if k in own and not np.array_equal(v.numpy(), np.asarray(state[k[len(prefix):]])):
+            f"{owner}: 'pretrain_weights' {source} whose weights do not fit this model's backbone ({len(problems)} "
+            f"problem(s): {'; '.join(problems[:5])}); use a classifier of the same network and scale (e.g. "
+            "MobileNetV1 with the detector's backbone_scale).")
+    set_state_checked(net, {k: state[k[len(prefix):]] for k in own}, path)
+    fresh = [k for k in net.state_dict() if k not in own]
+    logger.info("%s: loaded the %d backbone tensors ('pretrain_weights' %s); the head (%d tensors) starts "
+                "from scratch", owner, len(own), source, len(fresh))
+    return fresh
+
+
+def set_state_checked(net, state, path):
+    """``set_state_dict(state)``, then check that every tensor of ``state`` took (it only warns).
+    Tensors ``state`` lacks keep their values (without Paddle's "Skip loading" warning each)."""
+    net.set_state_dict({k: state.get(k, v) for k, v in net.state_dict().items()})
+    for k, v in net.state_dict().items():
+        if k in state and not np.array_equal(v.numpy(), np.asarray(state[k])):
             raise DataFormatError(f"{k} was not loaded", path)
-    logger.info("%s: loaded the %d backbone tensors of the %s in %s; the rest starts from scratch", owner,
-                len(own), info["Model"], info["_dir"])
 
 
 def load_pretrain(task, net, pretrain_weights, owner):
@@ -255,24 +264,30 @@ def load_pretrain(task, net, pretrain_weights, owner):
 
     A pruned folder has its record replayed first. For a task with a ``backbone_prefix``
     (a detector), the folder of an unpruned classifier of the backbone's network gives the
-    backbone's weights (PaddleX starts detectors from ImageNet classifiers the same way). Returns the folder's ``model.yml``
-    info (None for a bare file).
+    backbone's weights (PaddleX starts detectors from ImageNet classifiers the same way).
+    ``'IMAGENET'`` loads Paddle's published weights (:func:`paddleprune.tasks.imagenet.load_imagenet`). Returns the
+    folder's ``model.yml`` info (None for a bare file or ``'IMAGENET'``).
 
     Raises
     ------
     InvalidParameterError
-        A PaddleX download name such as ``'IMAGENET'``; a folder holding another model
-        class; weights that do not fit (naming each tensor).
+        Another PaddleX download name (``'COCO'`` ...); ``'IMAGENET'`` for a model without
+        published weights; a folder holding another model class; weights that do not fit
+        (naming each tensor).
     DataNotFoundError
-        The path does not exist.
+        The path does not exist; ImageNet weights neither cached nor downloadable.
     """
     path = os.fspath(pretrain_weights)
     if not os.path.exists(path):
+        if path.upper() == "IMAGENET":
+            from paddleprune.tasks.imagenet import load_imagenet
+            load_imagenet(task, net, owner)
+            return None
         if path.upper() in PADDLEX_WEIGHTS:
             raise InvalidParameterError(
                 f"{owner}: 'pretrain_weights' {path!r} names PaddleX's downloadable weights, which "
-                "paddleprune cannot download (no network access, and none are bundled). Pass None to "
-                "start from random weights, or the folder of a model saved by train().")
+                "paddleprune cannot provide (Paddle publishes only ImageNet classifier weights; use "
+                "'IMAGENET'). Pass None to start from random weights, or the folder of a model saved by train().")
         raise DataNotFoundError(f"{owner}: 'pretrain_weights' not found: {path}; expected None, a model "
                                 "folder saved by train() (best_model or epoch_N) or a .pdparams file.")
     info = None
@@ -280,7 +295,9 @@ def load_pretrain(task, net, pretrain_weights, owner):
         info = read_model_info(path)
         prefix = getattr(task, "backbone_prefix", None)
         if info["Model"] != type(task).__name__ and prefix and info["status"] == "Normal":
-            _load_backbone(owner, net, prefix, info)
+            params = os.path.join(info["_dir"], "model.pdparams")
+            load_backbone_state(owner, net, prefix, read_params(params),
+                                f"{info['_dir']} holds a {info['Model']}", params)
             return None
         if info["Model"] != type(task).__name__:
             raise InvalidParameterError(

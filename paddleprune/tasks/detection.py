@@ -159,7 +159,8 @@ class YOLOv3(BaseTask):
 
     model_type = "detector"
     weight_decay = 5e-4
-    #: ``pretrain_weights`` may be a MobileNetV1 classifier folder: its weights start the backbone
+    #: ``pretrain_weights`` may be a MobileNetV1 classifier folder, or ``'IMAGENET'`` (Paddle's
+    #: mobilenetv1_1.0 weights, backbone_scale 1.0): its weights start the backbone, the head is random
     backbone_prefix = "backbone."
     export_outputs = ("bbox", "bbox_num")
 
@@ -274,7 +275,9 @@ class YOLOv3(BaseTask):
         """Train the detector, optionally pruning it first (PaddleX 1.3 YOLOv3 signature).
 
         As :meth:`BaseTask.train`, with PaddleX's detection defaults; ``metric`` may be None
-        or ``'VOC'`` (VOC mAP, reported as ``bbox_map``, a fraction).
+        or ``'VOC'`` (VOC mAP, reported as ``bbox_map``, a fraction). ``pretrain_weights='IMAGENET'``
+        starts the backbone from Paddle's MobileNetV1 ImageNet weights (``backbone_scale=1.0``
+        only); ``'COCO'`` is refused.
         """
         if metric not in (None, "VOC"):
             raise InvalidParameterError(f"YOLOv3.train: 'metric' must be None or 'VOC'; got {metric!r} (COCO "

@@ -246,7 +246,8 @@ class UNet(BaseTask):
         As :meth:`BaseTask.train`, with PaddleX's segmentation schedule: without ``optimizer``,
         Momentum 0.9 whose rate falls from ``learning_rate`` to 0 as
         ``(1 - step / total_steps) ** lr_decay_power``. ``pretrain_weights`` is None or a
-        saved model folder (PaddleX's ``'COCO'`` / ``'CITYSCAPES'`` cannot be downloaded here).
+        saved model folder (Paddle publishes no UNet weights: ``'IMAGENET'``, ``'COCO'`` and
+        ``'CITYSCAPES'`` are refused).
         """
         if isinstance(lr_decay_power, bool) or not isinstance(lr_decay_power, numbers.Real) or lr_decay_power <= 0:
             raise InvalidParameterError(f"{type(self).__name__}.train: 'lr_decay_power' must be a number > 0; "
