@@ -20,23 +20,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[[A-Z]+\]\s*")
 
 
-@contextlib.contextmanager
 def preserved_layer_state(net):
-    """Put ``net`` in eval mode; afterwards restore every sublayer's training flag and the
-    instance's ``forward`` attribute (``paddle.jit.to_static`` may replace it on the instance)."""
-    flags = [(layer, layer.training) for layer in net.sublayers(include_self=True)]
-    had_forward = "forward" in net.__dict__
-    saved_forward = net.__dict__.get("forward")
-    net.eval()
-    try:
-        yield net
-    finally:
-        for layer, training in flags:
-            layer.training = training
-        if had_forward:
-            net.__dict__["forward"] = saved_forward
-        else:
-            net.__dict__.pop("forward", None)
+    """Eval mode; afterwards every sublayer's flag and ``net.forward`` are what they were
+    (:func:`paddleprune.prune.graph.preserved_layer_state`, imported on use: importing the
+    engine loads ``paddle.inference``)."""
+    from paddleprune.prune.graph import preserved_layer_state as preserved
+    return preserved(net)
 
 
 def _move_into(tmp, save_dir):

@@ -78,15 +78,29 @@ def eval_mode(model):
             tracer._train_mode = tracer_mode
 
 
+@contextlib.contextmanager
+def preserved_layer_state(model):
+    """:func:`eval_mode`, and afterwards the instance's ``forward`` attribute is what it was
+    (``paddle.jit.to_static`` may replace it on the instance)."""
+    had_forward = "forward" in model.__dict__
+    saved_forward = model.__dict__.get("forward")
+    try:
+        with eval_mode(model):
+            yield model
+    finally:
+        if had_forward:
+            model.__dict__["forward"] = saved_forward
+        else:
+            model.__dict__.pop("forward", None)
+
+
 def trace(model, inputs, owner="FilterPruner"):
     """Trace ``model`` for the given input shapes; returns a :class:`TracedModel`."""
     if not isinstance(model, paddle.nn.Layer):
         raise InvalidParameterError(f"{owner}: 'model' must be a paddle.nn.Layer; got {type(model).__name__}.")
     specs = [InputSpec(shape, dtype, name=f"x{i}") for i, (shape, dtype) in enumerate(normalize_inputs(inputs, owner))]
-    had_forward = "forward" in model.__dict__
-    saved_forward = model.__dict__.get("forward")
     try:
-        with eval_mode(model):
+        with preserved_layer_state(model):
             static = paddle.jit.to_static(model, input_spec=specs, full_graph=True)
             program = static.forward.concrete_program.main_program
     except Exception as exc:  # paddle raises many types; report them as one clear error
@@ -95,11 +109,6 @@ def trace(model, inputs, owner="FilterPruner"):
         detail = msg[-1] if msg else type(exc).__name__
         raise InvalidParameterError(
             f"{owner}: could not trace {type(model).__name__} with input shape(s) {shapes}: {detail}") from exc
-    finally:
-        if had_forward:
-            model.__dict__["forward"] = saved_forward
-        else:
-            model.__dict__.pop("forward", None)
 
     params = dict(model.named_parameters())
     struct_of = {p.name: n for n, p in params.items()}
