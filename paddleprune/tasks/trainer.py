@@ -102,6 +102,9 @@ def _build_network(task, owner, a):
         pre = ckpt.load_pretrain(task, net, a["pretrain_weights"], owner)
         if pre is not None and pre["status"] == "Prune":
             prune_info = dict(pre["prune"])
+    else:
+        logger.info("%s: pretrain_weights=None, the network starts from random weights (PaddleX's default is "
+                    "'IMAGENET'; pass it for Paddle's published ImageNet weights)", owner)
     sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key(),
                                           model_params=model_params(task), input_shape=task.input_shape,
                                           num_classes=task.num_classes, net_class=type(net).__name__)
