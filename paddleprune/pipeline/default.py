@@ -89,8 +89,8 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     entry = {
         "metric": meta.get("metric"), "baseline": meta.get("baseline"), "ratios": meta.get("ratios"),
         "dataset": f"{source}: {len(train_ds)} training images, sensitivities on {images} validation images",
-        "weights": f"trained here for {settings.epochs} epochs by stage 1 (val {meta.get('metric')} "
-                   f"{meta.get('baseline', 0):.4f}){start}"
+        "weights": f"trained here for {settings.epochs} epochs by stage 1 ({meta.get('metric')} "
+                   f"{meta.get('baseline', 0):.4f} on those {images} validation images){start}"
                    + ("" if str(pretrain_weights).upper() == "IMAGENET" else "; not ImageNet weights"),
         "model_params": task_model_params(trained),
         "input_shape": list(trained.input_shape),
