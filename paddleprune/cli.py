@@ -61,7 +61,7 @@ def _cmd_build_default(args):
     from paddleprune.pipeline.default import build_default
     path = build_default(task=args.task, data_dir=args.data, save_dir=args.save_dir, builtin_dir=args.builtin_dir,
                          quick=args.quick, command="paddleprune " + shlex.join(args.argv), model=args.model,
-                         model_params=args.model_params, input_size=args.input_size,
+                         model_params=args.model_params, input_size=args.input_size, epochs=args.epochs,
                          pretrain_weights=args.pretrain_weights, skip_train=args.skip_train)
     print(f"installed {path}; sensitivities_file='DEFAULT' now uses it")
     return 0
@@ -159,6 +159,8 @@ def build_parser():
                     help="another model of the task's package, e.g. ResNet50 (default: the pipeline's model)")
     bd.add_argument("--model-params", type=_json_object, default=None, metavar="JSON",
                     help="keyword arguments of --model, e.g. '{\"scale\": 0.5}' (default: the model's own defaults)")
+    bd.add_argument("--epochs", type=int, default=None,
+                    help="stage-1 epochs (default: the task's; its learning-rate decay epochs are scaled alike)")
     bd.add_argument("--input-size", type=int, default=None,
                     help="input size for --model (default: the task's; with --skip-train, the model's own eval "
                          "transforms, for classifiers PaddleX's ImageNet ones: short side 256, centre crop 224)")

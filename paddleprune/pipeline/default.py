@@ -6,6 +6,7 @@ Paddle's published ImageNet weights, as PaddleX made its own DEFAULT files), the
 (data, weights, model parameters, input shape, date, command), so that
 ``sensitivities_file='DEFAULT'`` can say where its numbers come from.
 """
+import dataclasses
 import datetime
 import logging
 import os
@@ -45,13 +46,14 @@ def install_default(sen_file, key, entry, builtin_dir=None):
 
 def build_default(task="classification", data_dir=None, save_dir="output/build_default", builtin_dir=None,
                   quick=False, command=None, model=None, model_params=None, input_size=None,
-                  pretrain_weights=None, skip_train=False):
+                  pretrain_weights=None, skip_train=False, epochs=None):
     """Train the task's model on ``data_dir`` (default: the embedded demo set), compute its
     sensitivities and install them as the ``'DEFAULT'`` file for the model's key.
 
     ``model`` names another model of the task's package (e.g. ``'ResNet50'``), built with
     ``model_params`` (constructor keywords) at ``input_size``; default: the pipeline's model.
     ``pretrain_weights`` (e.g. ``'IMAGENET'``) starts stage 1 instead of stage 0's backbone.
+    ``epochs`` trains stage 1 that long instead (its learning-rate decay epochs scaled alike).
     ``skip_train=True`` (with ``pretrain_weights='IMAGENET'``) trains nothing: the
     sensitivities are those of Paddle's published weights on the validation set, as
     PaddleX made its DEFAULT files (see :func:`imagenet_model`); without ``input_size`` the
@@ -68,6 +70,9 @@ def build_default(task="classification", data_dir=None, save_dir="output/build_d
     if model is not None:
         spec = spec.with_model(model, model_params, input_size)
     settings = spec.quick if quick else spec.full
+    if epochs is not None:
+        settings = dataclasses.replace(settings, epochs=epochs, lr_decay_epochs=tuple(
+            max(1, round(e * epochs / settings.epochs)) for e in settings.lr_decay_epochs))
     demo = data_dir is None
     data_dir = data_dir or spec.demo_data()
     train_ds, val_ds = load_datasets(spec, settings, data_dir)
