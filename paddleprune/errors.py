@@ -26,6 +26,10 @@ class UnprunableError(InvalidParameterError):
     """A parameter was asked to be pruned but belongs to no prunable channel group."""
 
 
+class PruningWarning(UserWarning):
+    """A channel group was left unpruned because of an op or layer we do not understand."""
+
+
 class UnsupportedOpError(PaddlePruneError, ValueError):
     """An operator the channel analysis does not understand."""
 

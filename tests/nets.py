@@ -124,3 +124,92 @@ class RollNet(nn.Layer):
     def forward(self, x):
         y = paddle.roll(self.a(x), shifts=1, axis=1)
         return self.c(self.b(y))
+
+
+def channel_shuffle(x, groups):
+    """ShuffleNet's channel shuffle, reading the channel count at run time."""
+    n, c, h, w = x.shape
+    x = paddle.reshape(x, [n, groups, c // groups, h, w])
+    return paddle.reshape(paddle.transpose(x, [0, 2, 1, 3, 4]), [n, c, h, w])
+
+
+class DoubleShuffle(nn.Layer):
+    """Two branches concatenated, shuffled into 2 groups, then at once into 4 groups;
+    a depthwise conv + BN after the shuffles, then a head conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = conv_bn(3, 8)
+        self.b = conv_bn(3, 8, k=1)
+        self.dw = conv_bn(16, 16, groups=16, act=False)
+        self.head = nn.Conv2D(16, 6, 1)
+
+    def forward(self, x):
+        y = channel_shuffle(paddle.concat([self.a(x), self.b(x)], axis=1), 2)
+        y = self.dw(channel_shuffle(y, 4))
+        return F.adaptive_avg_pool2d(self.head(y), 1).flatten(1)
+
+
+class ShuffleUnits(nn.Layer):
+    """ShuffleNetV2-style units: chunk in two halves, transform one, concat, shuffle;
+    twice in a row, with a residual add of two shuffled tensors at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem_a = conv_bn(3, 16)
+        self.stem_b = conv_bn(3, 16, k=1)
+        self.u1 = nn.Sequential(conv_bn(16, 12, k=1), conv_bn(12, 12, groups=12, act=False), conv_bn(12, 16, k=1))
+        self.u2 = nn.Sequential(conv_bn(16, 10, k=1), conv_bn(10, 16, k=1))
+        self.side = conv_bn(3, 32, k=1)
+        self.head = nn.Conv2D(32, 5, 1)
+
+    def forward(self, x):
+        y = channel_shuffle(paddle.concat([self.stem_a(x), self.stem_b(x)], axis=1), 2)
+        for unit in (self.u1, self.u2):
+            x1, x2 = paddle.chunk(y, 2, axis=1)
+            y = channel_shuffle(paddle.concat([x1, unit(x2)], axis=1), 2)
+        y = y + channel_shuffle(self.side(x), 2)
+        return F.adaptive_avg_pool2d(self.head(y), 1).flatten(1)
+
+
+class UnevenShuffle(nn.Layer):
+    """A shuffle over a concat of 8 + 6 channels: its groups cut conv a's channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = conv_bn(3, 8)
+        self.b = conv_bn(3, 6)
+        self.c = nn.Conv2D(14, 4, 1)
+
+    def forward(self, x):
+        return self.c(channel_shuffle(paddle.concat([self.a(x), self.b(x)], axis=1), 2))
+
+
+class ChunkThenAdd(nn.Layer):
+    """A chunk ties conv a's two channel halves; a residual add then ties a (whole) to
+    conv c and conv b position by position, so c and b must tie their halves the same way."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = conv_bn(3, 8)
+        self.b = conv_bn(4, 8, k=1)
+        self.c = conv_bn(3, 8, k=1)
+        self.head = nn.Conv2D(8, 3, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y1, y2 = paddle.chunk(y, 2, axis=1)
+        s = self.b(y1 + y2)
+        return self.head(y + self.c(x) + s)
+
+
+class FixedReshape(nn.Layer):
+    """Conv a's output reshaped to a fixed [1, 8, H*W] target (a channel count baked in)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = conv_bn(3, 8)
+        self.b = nn.Conv1D(8, 4, 1)
+
+    def forward(self, x):
+        return self.b(paddle.reshape(self.a(x), [1, 8, 64])).mean(axis=2)

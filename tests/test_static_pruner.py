@@ -12,7 +12,7 @@ from static_nets import ConcatGrouped, MobileLike, conv_bn_layer, layer_program,
     seed_residual, Upsample
 from paddleprune.errors import InvalidParameterError, UnknownParameterNameError, UnprunableError
 from paddleprune.prune import L1NormFilterPruner, Pruner, PruningWarning, dygraph_flops, flops, restore_scope
-from paddleprune.prune.static_walker import StaticAnalysis
+from paddleprune.prune.static.walker import StaticAnalysis
 
 ORACLE_A = {"conv1_weights": (4, 3, 3, 3), "conv2_weights": (4, 4, 3, 3), "conv3_weights": (8, 4, 3, 3),
             "conv4_weights": (4, 8, 3, 3), "conv5_weights": (8, 4, 3, 3), "conv6_weights": (8, 8, 3, 3)}

@@ -9,6 +9,7 @@ MODELS = {
     "resnet18": ({}, 32), "resnet50": ({}, 32), "wide_resnet50_2": ({}, 32), "resnext50_32x4d": ({}, 32),
     "vgg11": ({"batch_norm": True}, 32), "mobilenet_v1": ({}, 32), "mobilenet_v2": ({}, 32),
     "mobilenet_v3_small": ({}, 32), "mobilenet_v3_large": ({}, 32), "shufflenet_v2_x1_0": ({}, 32),
+    "shufflenet_v2_x0_5": ({}, 32),
     "squeezenet1_1": ({}, 64), "densenet121": ({}, 32), "googlenet": ({}, 224), "alexnet": ({}, 224),
     "inception_v3": ({}, 96),
 }

@@ -18,10 +18,12 @@ __all__ = [
     "round_to", "search_loss_threshold", "load_sensitivities", "merge_sensitive", "save_sensitivities",
 ]
 
-# Static (legacy-IR Program) API of seed 002. ``flops`` and ``sensitivity`` are the
-# functions, not the submodules ``flops.py`` / ``static_sensitivity.py``.
-from paddleprune.prune.static_pruner import Pruner, restore_scope  # noqa: E402
-from paddleprune.prune.static_flops import flops, program_flops  # noqa: E402
-from paddleprune.prune.static_sensitivity import sensitivity  # noqa: E402
+# Static (legacy-IR Program) API of seed 002, from paddleprune.prune.static. ``flops`` is the
+# module paddleprune.prune.flops, callable as flops(program_or_layer, ...); ``sensitivity`` is
+# the function of paddleprune.prune.static.sensitivity (there is no module of that name here).
+from paddleprune.prune import flops  # noqa: E402
+from paddleprune.prune.static.flops import program_flops  # noqa: E402
+from paddleprune.prune.static.pruner import Pruner, restore_scope  # noqa: E402
+from paddleprune.prune.static.sensitivity import sensitivity  # noqa: E402
 
 __all__ += ["Pruner", "restore_scope", "flops", "program_flops", "sensitivity"]

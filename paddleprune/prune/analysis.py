@@ -1,40 +1,54 @@
 """Walk a traced PIR program and build channel groups and FLOPs sites.
 
-Every op either has a rule here or is *unsupported*: then every channel
-space flowing into it is marked unprunable with a reason naming the op and
-the layer that produced the channels. Nothing is guessed.
+Every op either has a kind in :data:`PIR_KINDS` or is *unsupported*: then
+every channel space flowing into it is marked unprunable with a reason naming
+the op and the layer that produced the channels. Nothing is guessed. How
+channels flow through each kind is in :mod:`paddleprune.prune.rules`, shared
+with the legacy-Program walker; this module only reads PIR ops (operands by
+position, attributes, constant operands, ``builtin.combine`` / ``builtin.split``
+vectors). Layers with weights (conv, transposed conv, matmul) and the channel
+shuffle's transpose are read and ruled here.
 """
 import logging
-import math
 from dataclasses import dataclass
 
+from paddleprune.prune import rules
 from paddleprune.prune.graph import constant_value, defining_op, value_shape
-from paddleprune.prune.groups import SpaceSet
+from paddleprune.prune.groups import Layout, SpaceSet
+from paddleprune.prune.rules import OpRead
 
 logger = logging.getLogger(__name__)
 
-_UNARY = {
-    "relu", "relu6", "leaky_relu", "hardswish", "hardsigmoid", "sigmoid", "swish", "silu", "gelu",
-    "tanh", "elu", "selu", "mish", "softplus", "softsign", "logsigmoid", "hardtanh", "celu", "square",
-    "sqrt", "abs", "exp", "dropout", "scale", "cast", "assign", "clip", "pool2d", "max_pool2d_with_index",
-    "nearest_interp", "bilinear_interp", "bicubic_interp", "pad3d", "prelu", "relu_", "sigmoid_",
-    "tanh_", "scale_", "clip_", "leaky_relu_", "hardswish_", "exp_",
+
+def _kinds(kind, names, inplace=False):
+    out = {n: kind for n in names}
+    if inplace:
+        out.update({n + "_": kind for n in names})
+    return out
+
+
+#: PIR op name (without ``pd_op.``) -> kind. Adding an op is one entry here.
+PIR_KINDS = {
+    **_kinds("unary", ["relu", "relu6", "leaky_relu", "hardswish", "hardsigmoid", "sigmoid", "swish", "silu",
+                       "gelu", "tanh", "elu", "selu", "mish", "softplus", "softsign", "logsigmoid", "hardtanh",
+                       "celu", "square", "sqrt", "abs", "exp", "dropout", "scale", "cast", "assign", "clip",
+                       "pool2d", "max_pool2d_with_index", "nearest_interp", "bilinear_interp", "bicubic_interp",
+                       "pad3d", "prelu"], inplace=True),
+    **_kinds("binary", ["add", "subtract", "multiply", "divide", "maximum", "minimum"], inplace=True),
+    **_kinds("norm", ["batch_norm", "sync_batch_norm", "instance_norm"], inplace=True),
+    **_kinds("reshape", ["reshape", "squeeze", "unsqueeze", "flatten"], inplace=True),
+    **_kinds("reduction", ["mean", "sum", "max", "min", "softmax"]),
+    **_kinds("split", ["split", "split_with_num"]),
+    **_kinds("slice", ["slice", "strided_slice"]),
+    **_kinds("concat", ["concat"]),
+    **_kinds("conv", ["conv2d", "depthwise_conv2d"]),
+    **_kinds("conv_transpose", ["conv2d_transpose"]),
+    **_kinds("matmul", ["matmul"]),
 }
-_BINARY = {"add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_",
-           "maximum", "minimum"}
-_NORMS = {"batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm"}
-_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_"}
 _IGNORED = {"builtin.parameter", "pd_op.full", "pd_op.full_int_array", "pd_op.shape", "pd_op.shape64",
             "pd_op.data", "builtin.combine"}
 _OUTPUT_OPS = {"builtin.shadow_output", "pd_op.fetch"}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Channel layout of a tensor's axis 1: whole spaces side by side; each
-    channel covers ``scale`` consecutive elements (``H*W`` after a flatten)."""
-    spaces: tuple
-    scale: int = 1
+_CHANNELS_FIRST = ("NCHW", "NCDHW", "NCL", "AnyLayout", "")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class Analysis:
         self.layout = {}        # value id -> Layout
         self.param_src = {}     # value id -> (structural name, axis of the param seen as this value's dims, rank)
         self.flop_sites = []
+        self.grouped = {}       # value id -> (Layout, groups, transposed): axis 1 split in two by a reshape
+        self.pieces = {}        # vector value id -> [Layout] of a channel split's parts
         self.batch = traced.inputs[0][0] if traced.inputs and traced.inputs[0] else 1
         for op in traced.ops:
             self._visit(op)
@@ -62,7 +78,7 @@ class Analysis:
 
     # -- helpers -----------------------------------------------------------------
     def _describe(self, space):
-        prod = self.sets.spaces[space].producer
+        prod = self.sets.spaces[self.sets.base(space)[0]].producer
         if prod:
             return prod[0].rpartition(".")[0] or prod[0]
         return "the network input"
@@ -70,11 +86,11 @@ class Analysis:
     def _new_space(self, size, producer=None, reason=None):
         return self.sets.new(size, producer=producer, reason=reason)
 
-    def _channels(self, layout):
-        return self.sets.width(layout.spaces)
-
     def _segments(self, layout):
         return self.sets.segments(layout.spaces)
+
+    def _elements(self, layout):
+        return self.sets.elements(layout)
 
     def _lay(self, value):
         return self.layout.get(value.id) if value.initialized() else None
@@ -106,6 +122,21 @@ class Analysis:
     def _param(self, value):
         return self.param_src.get(value.id) if value.initialized() else None
 
+    @staticmethod
+    def _shape(value):
+        return value_shape(value)
+
+    @staticmethod
+    def _key(value):
+        return value.id
+
+    def _fresh(self, op, reason):
+        for r in op.results():
+            shape = value_shape(r)
+            if (shape is not None and len(shape) >= 2 and shape[1] > 0 and r.id not in self.layout
+                    and r.id not in self.param_src):
+                self._set(r, Layout((self._new_space(shape[1], reason=reason),)))
+
     # -- the walk ---------------------------------------------------------------
     def _visit(self, op):
         name = op.name()
@@ -129,32 +160,30 @@ class Analysis:
             return
         if name in _IGNORED:
             return
+        if name == "builtin.split" and op.operand_source(0).id in self.pieces:
+            for r, lay in zip(op.results(), self.pieces[op.operand_source(0).id]):
+                self._set(r, lay)
+            return
+        grouped = [self.grouped[v.id] for v in op.operands_source() if v.initialized() and v.id in self.grouped]
+        if grouped and not (short in ("transpose", "reshape", "reshape_") and len(op.operands_source()) <= 2):
+            for lay, _, _ in grouped:
+                for s in lay.spaces:
+                    self.sets.mark(s, f"unsupported op {name} consumes channels split into groups "
+                                      f"(output of {self._describe(s)})")
+            return self._untraced_results(op)
+        if grouped:
+            return self._grouped_op(op, short, grouped[0])
         if not self._has_channel_input(op):
             self._params_only(op, short)
             self._untraced_results(op)
             return
-        if short in ("conv2d", "depthwise_conv2d"):
-            self._conv(op)
-        elif short == "conv2d_transpose":
-            self._conv_transpose(op)
-        elif short in ("matmul",):
-            self._matmul(op)
-        elif short in _NORMS:
-            self._norm(op)
-        elif short in _BINARY:
-            self._binary(op)
-        elif short == "concat":
-            self._concat(op)
-        elif short in _RESHAPES:
-            self._reshape(op)
-        elif short in ("slice", "strided_slice"):
-            self._slice(op)
-        elif short in ("mean", "sum", "max", "min") and not self._reduces_channels(op):
-            self._pass(op)
-        elif short in _UNARY:
-            self._unary(op)
-        else:
-            self._unsupported(op)
+        kind = PIR_KINDS.get(short) if name.startswith("pd_op.") else None
+        if kind is None:
+            return self._unsupported(op)
+        fmt = op.attrs().get("data_format", op.attrs().get("data_layout", "NCHW"))
+        if fmt not in _CHANNELS_FIRST:
+            return self._unsupported(op, "only NCHW inputs are understood")
+        getattr(self, f"_{kind}")(op)
 
     def _has_channel_input(self, op):
         for v in op.operands_source():
@@ -169,16 +198,11 @@ class Analysis:
     def _untraced_results(self, op):
         """Results of an op with no traced channel input (a vector unpack, a created
         tensor) get channel spaces of their own, fixed, so consumers still work."""
-        for r in op.results():
-            shape = value_shape(r)
-            if (shape is not None and len(shape) >= 2 and shape[1] > 0 and r.id not in self.layout
-                    and r.id not in self.param_src):
-                self._set(r, Layout((self._new_space(shape[1], reason=f"produced by {op.name()}, "
-                                                                       "whose channels are not traced"),)))
+        self._fresh(op, f"produced by {op.name()}, whose channels are not traced")
 
     def _params_only(self, op, short):
         """Ops on parameters only: follow reshapes of a parameter (conv / linear biases)."""
-        if short in _RESHAPES or short in ("cast", "assign"):
+        if PIR_KINDS.get(short) == "reshape" or short in ("cast", "assign"):
             src = self._param(op.operand_source(0))
             if src is not None:
                 in_shape = value_shape(op.operand_source(0)) or []
@@ -203,19 +227,20 @@ class Analysis:
         oshape = value_shape(out)
         wshape = value_shape(w)
         self.flop_sites.append(FlopSite(weight, oshape[2] * oshape[3], op.name()))
-        cin, cout = self._channels(lay), wshape[0]
-        if lay.scale != 1:
-            return self._unsupported(op)
+        cin, cout = value_shape(x)[1], wshape[0]
         if groups == 1:
-            for s, off in self._segments(lay):
-                self.sets.attach(s, weight, 1, off, 1)
+            for s, off, sc in self._elements(lay):
+                self.sets.attach(s, weight, 1, off, sc)
             space = self._new_space(cout, producer=(weight, 0))
             self.sets.attach(space, weight, 0)
             self._set(out, Layout((space,)))
         elif groups == cin and cout == cin:
-            for s, off in self._segments(lay):
-                self.sets.attach(s, weight, 0, off, 1)
+            for s, off, sc in self._elements(lay):
+                self.sets.attach(s, weight, 0, off, sc)
             self._set(out, lay)
+        elif lay.scale != 1 or any(self.sets.spaces[s].view_of is not None or self.sets.reps[s] > 1
+                                   for s in lay.spaces):
+            self._unsupported(op, f"grouped conv (groups={groups}) over shuffled or split channels")
         elif len(lay.spaces) == 1:
             space = self._new_space(cout)
             self.sets.attach(space, weight, 0)
@@ -250,111 +275,101 @@ class Analysis:
         in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
         weight = yp[0]
         self.flop_sites.append(FlopSite(weight, max(1, xshape[0] // max(1, self.batch)), op.name()))
-        for s, off in self._segments(lay):
-            self.sets.attach(s, weight, in_axis, off * lay.scale, lay.scale)
+        for s, off, sc in self._elements(lay):
+            self.sets.attach(s, weight, in_axis, off, sc)
         space = self._new_space(yshape[out_axis], producer=(weight, out_axis))
         self.sets.attach(space, weight, out_axis)
         self._set(op.result(0), Layout((space,)))
 
-    def _norm(self, op):
-        x = op.operand_source(0)
-        lay = self._lay(x)
-        if lay.scale != 1:
-            return self._unsupported(op)
-        c = self._channels(lay)
-        for i, v in enumerate(op.operands_source()[1:], start=1):
-            p = self._param(v)
-            if p is None:
-                continue
-            if value_shape(v) != [c]:
-                return self._unsupported(op, "per-channel parameters of unexpected shape")
-            for s, off in self._segments(lay):
-                self.sets.attach(s, p[0], 0, off, 1)
-        scale = self._norm_scale(op)
-        if scale is not None:
-            for s, off in self._segments(lay):
-                sp = self.sets.spaces[s]
-                if sp.producer and sp.norm_scale is None:
-                    sp.norm_scale = scale
-        self._set(op.result(0), lay)
+    # -- readers: PIR ops -> rules -------------------------------------------------
+    def _param_operands(self, op):
+        return [(f"operand {i}", v) for i, v in enumerate(op.operands_source()[1:], start=1)
+                if v.initialized() and self._param(v) is not None]
 
-    def _norm_scale(self, op):
-        """The scale (gamma) parameter of a norm op: owned by a norm layer as ``.weight``."""
-        for v in op.operands_source()[1:]:
-            p = self._param(v)
-            if p is not None and p[0].endswith(".weight"):
-                return p[0]
-        return None
+    def _norm(self, op):
+        params = self._param_operands(op)
+        scale = next((self._param(v)[0] for _, v in params if self._param(v)[0].endswith(".weight")), None)
+        rules.RULES["norm"](self, OpRead(op, op.name(), x=op.operand_source(0), out=op.result(0),
+                                         params=tuple(params), attrs={"scale": scale}))
 
     def _binary(self, op):
-        a, b = op.operand_source(0), op.operand_source(1)
-        la, lb = self._lay(a), self._lay(b)
-        out = op.result(0)
-        oshape = value_shape(out)
-        if la is not None and lb is not None:
-            sa, sb = value_shape(a), value_shape(b)
-            if len(sa) != len(sb):
-                return self._unsupported(op, "operands of different rank")
-            if sa[1] == 1 or sb[1] == 1:
-                self._set(out, la if sa[1] != 1 else lb)
-                return
-            if la.scale != lb.scale or not self.sets.tie_side_by_side(la.spaces, lb.spaces):
-                return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            self._set(out, la)
-            return
-        lay, other = (la, b) if la is not None else (lb, a)
-        oshape_other = value_shape(other) or []
-        rank = len(oshape)
-        idx = 1 - (rank - len(oshape_other))        # the channel axis in the other operand
-        cdim = oshape_other[idx] if 0 <= idx < len(oshape_other) else 1
-        if cdim == 1:
-            self._set(out, lay)                      # broadcast over channels: no coupling
-            return
-        src = self._param(other)
-        if src is None or lay.scale != 1:
-            return self._unsupported(op, "a per-channel operand that is not a parameter")
-        param, axes = src
-        if idx not in axes or any(d != 1 for i, d in enumerate(oshape_other) if i != idx):
-            return self._unsupported(op, "a parameter operand that is not per-channel")
-        axis = axes.index(idx) if len(axes) > 1 else 0
-        if len(axes) > 1 and any(d != 1 for i, d in enumerate(value_shape(other)) if i != idx):
-            return self._unsupported(op, "a parameter operand that is not per-channel")
-        for s, off in self._segments(lay):
-            self.sets.attach(s, param, axis, off, 1)
-        self._set(out, lay)
+        """Operands broadcast from the right: the output's channel axis is axis ``1 - (R - r)``
+        of an operand of rank ``r``."""
+        a, b, out = op.operand_source(0), op.operand_source(1), op.result(0)
+        rank = len(value_shape(out) or [])
+        dims = tuple(1 - (rank - len(value_shape(v) or [])) for v in (a, b))
+        rules.RULES["binary"](self, OpRead(op, op.name(), out=out, inputs=(a, b), attrs={"dims": dims}))
+
+    def _unary(self, op):
+        x = op.operand_source(0)
+        rest = [v for v in op.operands_source()[1:] if v.initialized()]
+        rules.RULES["unary"](self, OpRead(
+            op, op.name(), x=x, out=op.result(0), others=tuple(v for v in rest if self._lay(v) is not None),
+            params=tuple(("Alpha", v) for v in rest if self._param(v) is not None)))
 
     def _concat(self, op):
         parts_op = defining_op(op.operand_source(0))
-        axis = constant_value(op.operand_source(1))
-        parts = list(parts_op.operands_source()) if parts_op is not None else []
-        lays = [self._lay(v) for v in parts]
-        rank = len(value_shape(op.result(0)) or [])
-        if axis is None or None in lays or len({lay.scale for lay in lays}) != 1:
-            return self._unsupported(op, "inputs without a channel layout or a computed axis")
-        axis = int(axis) % rank
-        if axis == 1:
-            spaces = tuple(s for lay in lays for s in lay.spaces)
-            return self._set(op.result(0), Layout(spaces, lays[0].scale))
-        first = lays[0]
-        for lay in lays[1:]:
-            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
-                return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-        self._set(op.result(0), first)
+        parts = tuple(parts_op.operands_source()) if parts_op is not None else ()
+        rules.RULES["concat"](self, OpRead(op, op.name(), out=op.result(0), inputs=parts,
+                                           attrs={"axis": constant_value(op.operand_source(1))}))
 
     def _reshape(self, op):
-        x = op.operand_source(0)
-        lay = self._lay(x)
-        ins, outs = value_shape(x), value_shape(op.result(0))
-        if ins is None or outs is None or len(outs) < 2 or outs[0] != ins[0]:
-            return self._unsupported(op, "changes the batch or channel axis")
         target = constant_value(op.operand_source(1)) if op.name().startswith("pd_op.reshape") else None
-        if target is not None and len(target) > 1 and int(target[1]) not in (-1, 0):
-            return self._unsupported(op, f"reshape to the fixed shape {list(target)}")
-        if outs[1] == ins[1] and math.prod(ins[2:]) == math.prod(outs[2:]):
-            return self._set(op.result(0), lay)
-        if len(outs) == 2 and outs[1] == math.prod(ins[1:]):
-            return self._set(op.result(0), Layout(lay.spaces, lay.scale * math.prod(ins[2:])))
-        self._unsupported(op, f"reshapes channels ({ins} -> {outs})")
+        fixed = target if target is not None and len(target) > 1 and int(target[1]) not in (-1, 0) else None
+        rules.RULES["reshape"](self, OpRead(op, op.name(), x=op.operand_source(0), out=op.result(0),
+                                            attrs={"fixed": fixed}))
+
+    def _reduction(self, op):
+        axes = None
+        if op.name() in ("pd_op.softmax", "pd_op.softmax_"):
+            axes = [op.attrs().get("axis", -1)]
+        elif len(op.operands_source()) > 1:
+            axes = constant_value(op.operand_source(1))
+            axes = [axes] if isinstance(axes, (int, float)) else axes
+        rules.RULES["reduction"](self, OpRead(op, op.name(), x=op.operand_source(0), out=op.result(0),
+                                              attrs={"axes": axes}))
+
+    def _split(self, op):
+        x = op.operand_source(0)
+        ins = value_shape(x)
+        if op.name().endswith("split_with_num"):
+            num = int(op.attrs().get("num", 0))
+            axis = constant_value(op.operand_source(1))
+            sections = [ins[int(axis) % len(ins)] // num] * num if axis is not None and num > 0 else None
+        else:
+            sections, axis = constant_value(op.operand_source(1)), constant_value(op.operand_source(2))
+        axis = axis[0] if isinstance(axis, (list, tuple)) else axis
+        parts = rules.RULES["split"](self, OpRead(op, op.name(), x=x, attrs={"axis": axis, "sections": sections}))
+        if parts is not None:
+            self.pieces[op.result(0).id] = parts
+
+    def _grouped_op(self, op, short, grouped):
+        """Ops on channels split into groups by a reshape ``[N, C, H, W] -> [N, G, C/G, H, W]``:
+        a transpose of the two channel axes, and the reshape back (a channel shuffle when transposed)."""
+        lay, groups, transposed = grouped
+        x, out = op.operand_source(0), op.result(0)
+        ins, outs = value_shape(x), value_shape(out)
+        if short == "transpose":
+            perm = list(op.attrs().get("perm", []))
+            if perm == [0, 1, 2, 3, 4]:
+                self.grouped[out.id] = grouped
+            elif perm == [0, 2, 1, 3, 4]:
+                self.grouped[out.id] = (lay, groups, not transposed)
+            else:
+                return self._unsupported_grouped(op, lay, f"transpose {perm} of channels split into groups")
+            return
+        if outs is None or len(outs) != 4 or outs[1] != ins[1] * ins[2] or outs[2:] != ins[3:]:
+            return self._unsupported_grouped(op, lay, f"reshapes channels split into groups ({ins} -> {outs})")
+        new = rules.unshuffle(self, OpRead(op, op.name(), x=x, out=out), grouped)
+        if new is None:
+            return self._unsupported_grouped(op, lay, f"a channel shuffle into {groups} groups that cuts "
+                                                       "channel units")
+        self._set(out, new)
+
+    def _unsupported_grouped(self, op, lay, why):
+        for s in lay.spaces:
+            self.sets.mark(s, f"unsupported op {op.name()} ({why}) consumes the output of {self._describe(s)}")
+        self._untraced_results(op)
 
     def _slice(self, op):
         """``slice`` / ``strided_slice`` (``x[:, :, 1:]``, ``x[..., ::2]``) only along spatial axes
@@ -366,32 +381,12 @@ class Analysis:
             return self._unsupported(op, f"slices axes {list(op.attrs().get('axes', []))}, not only spatial ones")
         self._set(op.result(0), self._lay(x))
 
-    def _reduces_channels(self, op):
-        ins, outs = value_shape(op.operand_source(0)), value_shape(op.result(0))
-        return not (ins and outs and len(outs) >= 2 and outs[1] == ins[1] and len(ins) >= 2)
-
-    def _unary(self, op):
-        x = op.operand_source(0)
-        lay = self._lay(x)
-        ins, outs = value_shape(x), value_shape(op.result(0))
-        if lay is None or outs is None or len(outs) < 2 or outs[1] != ins[1]:
-            return self._unsupported(op, "changes the channel count")
-        others = [v for v in op.operands_source()[1:] if v.initialized() and self._lay(v) is not None]
-        if others:
-            return self._unsupported(op)
-        for v in op.operands_source()[1:]:        # prelu: a per-channel parameter
-            p = self._param(v) if v.initialized() else None
-            if p is not None and (value_shape(v) or [1])[0] == ins[1] and ins[1] > 1:
-                for s, off in self._segments(lay):
-                    self.sets.attach(s, p[0], 0, off, 1)
-        self._set(op.result(0), lay)
-
-    def _pass(self, op):
-        self._set(op.result(0), self._lay(op.operand_source(0)))
-
     def _mark_outputs(self):
         for op in self.traced.ops:
             for r in op.results():
+                if r.id in self.grouped and not list(r.all_used_ops()):
+                    for s in self.grouped[r.id][0].spaces:
+                        self.sets.mark(s, "network output")
                 lay = self.layout.get(r.id)
                 if lay is not None and not list(r.all_used_ops()):
                     for s in lay.spaces:

@@ -4,12 +4,12 @@ import warnings
 
 import numpy as np
 
-from paddleprune.errors import InvalidParameterError, UnprunableError
+from paddleprune.errors import InvalidParameterError, PruningWarning, UnprunableError
 from paddleprune.prune import criteria
 from paddleprune.prune.analysis import Analysis
 from paddleprune.prune.flops import count_flops, pruned_shapes
 from paddleprune.prune.graph import resolve_name, trace
-from paddleprune.prune.groups import ChannelGroup
+from paddleprune.prune.groups import ChannelGroup, GroupView
 from paddleprune.prune.handlers import handler_for
 from paddleprune.prune.plan import PruningMask, PruningPlan
 from paddleprune.utils.checks import check_interval
@@ -17,31 +17,6 @@ from paddleprune.utils.checks import check_interval
 logger = logging.getLogger(__name__)
 
 _APPLY_MODES = {"impretive": "physical", "imperative": "physical", "lazy": "lazy", None: None}
-
-
-class PruningWarning(UserWarning):
-    """A channel group was left unpruned because of an op or layer we do not understand."""
-
-
-class GroupView(dict):
-    """Seed-003 ``group`` dict: ``{param: {"pruned_dims", "layer", "var", "value"}}``.
-
-    Keys are structural names; Paddle parameter names (``conv2d_0.w_0``) work too.
-    ``channel_group`` is the underlying :class:`ChannelGroup`.
-    """
-
-    def __init__(self, entries, channel_group, aliases):
-        super().__init__(entries)
-        self.channel_group = channel_group
-        self._aliases = aliases
-
-    def __missing__(self, key):
-        if key in self._aliases and self._aliases[key] in self:
-            return self[self._aliases[key]]
-        raise KeyError(key)
-
-    def __contains__(self, key):
-        return dict.__contains__(self, key) or (key in self._aliases and dict.__contains__(self, self._aliases[key]))
 
 
 class FilterPruner:
@@ -293,14 +268,17 @@ class FilterPruner:
             Parameters to analyse (default: the root of every prunable group) / to leave out.
         ratios : list of float, optional
             Default 0.1 ... 0.9.
-        method : {'fast', 'naive'}
-            'naive' physically prunes, evaluates and restores every point.
+        method : {'fast', 'runtime', 'dygraph', 'naive'}
+            'naive' physically prunes, evaluates and restores every point. The others zero
+            the group's channels instead (same values): 'runtime' evaluates ``eval_batches``
+            on ONNX Runtime (exported once, the zeroed weights fed per point), 'dygraph' in
+            dygraph; 'fast' is 'runtime' when it can be used, else 'dygraph' (logged).
         eval_batches, score_fn : optional
             Fixed evaluation inputs (one entry per batch: a tensor, or a tuple of the
             network's inputs) and ``score_fn(outputs) -> float``, where ``outputs`` yields
             each batch's model outputs in order as they are computed (score them batch by
-            batch; none is kept); given instead of ``eval_func``, the activations before
-            each group are reused.
+            batch; none is kept); given instead of ``eval_func``, the points run on ONNX
+            Runtime, or in dygraph reusing the activations before each group.
         metric : str
             Name of the metric, stored in the file.
         overwrite : bool

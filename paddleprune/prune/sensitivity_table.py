@@ -15,9 +15,19 @@ from paddleprune.errors import InvalidParameterError, SensitivityFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RATIO_DECIMALS", "canonical_ratio", "ratio_to_str", "normalize_sensitivities"]
+__all__ = ["RATIO_DECIMALS", "DEFAULT_RATIOS", "canonical_ratio", "ratio_to_str", "normalize_sensitivities",
+           "relative_loss"]
 
 RATIO_DECIMALS = 6
+#: Pruning ratios measured by default.
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def relative_loss(base, value):
+    """(base - value) / base; may be negative."""
+    if base == 0:
+        raise InvalidParameterError("sensitivity: the baseline metric is 0; a relative loss is undefined.")
+    return (base - value) / base
 
 
 def canonical_ratio(value):

@@ -1,20 +1,15 @@
 """Progress bars and time formatting for the train and eval loops."""
 import datetime
-import os
-import sys
+
+from paddleprune.utils import progress as _progress
+from paddleprune.utils.progress import bars_enabled
 
 __all__ = ["progress_bar", "bars_enabled", "format_eta"]
 
 
-def bars_enabled():
-    """True when stderr is a terminal and the ``CI`` variable is not set."""
-    return not os.environ.get("CI") and sys.stderr.isatty()
-
-
 def progress_bar(total, desc, unit="step"):
-    """A tqdm bar, disabled when not on a terminal or under CI."""
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not bars_enabled())
+    """A tqdm bar that leaves no line behind, disabled when not on a terminal or under CI."""
+    return _progress.progress_bar(total, desc, unit=unit, leave=False)
 
 
 def format_eta(seconds):

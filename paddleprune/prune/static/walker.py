@@ -1,7 +1,8 @@
 """Channel groups of a legacy-IR (ProgramDesc) ``paddle.base.framework.Program``.
 
 The static counterpart of :mod:`paddleprune.prune.analysis`: the same channel
-spaces, layouts and :class:`~paddleprune.prune.groups.SpaceSet`, walked over
+spaces, layouts, :class:`~paddleprune.prune.groups.SpaceSet` and channel rules
+(:mod:`paddleprune.prune.rules`; this module only reads legacy ops into them), walked over
 the forward ops of a Program's global block (backward, optimizer and
 learning-rate ops are skipped; the pruner updates them separately). Every op
 either has a rule here or is *unsupported*: the channels flowing into it are
@@ -17,11 +18,11 @@ flatten written as ``reshape2([-1, C*H*W])``).
 import logging
 import math
 
-from paddleprune.prune.analysis import Layout
-from paddleprune.prune.groups import Member, SpaceSet
-from paddleprune.prune.static_ops import (CONV_OPS, CONV_TRANSPOSE_OPS, ELEMENTWISE_OPS, FC_OPS, FLATTEN_OPS,
-                                          NORM_OPS, REDUCE_OPS, RESHAPE_OPS, SHAPE_READERS, TERMINAL_OPS,
-                                          UNARY_OPS, AttrSite, forward_ops, nchw)
+from paddleprune.prune import rules
+from paddleprune.prune.groups import Layout, Member, SpaceSet
+from paddleprune.prune.rules import OpRead
+from paddleprune.prune.static.ops import (KINDS, RESHAPE_OPS, SHAPE_READERS, TERMINAL_OPS, AttrSite,
+                                          forward_ops, nchw)
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,20 @@ class StaticAnalysis:
         if layout is not None and shape is not None and len(shape) >= 2:
             self.layout[name] = layout
 
+    grouped = None          # channel shuffles are not followed in legacy Programs
+
     def _param(self, name):
         return self.param_src.get(name)
+
+    def _shape(self, name):
+        return self.shape(name)
+
+    @staticmethod
+    def _key(name):
+        return name
+
+    def _fresh(self, op, reason):
+        self._fresh_outputs(op, reason)
 
     def channels(self, layout):
         return self.sets.width(layout.spaces)
@@ -133,30 +146,10 @@ class StaticAnalysis:
         if not any(self._lay(n) is not None for n in op.input_arg_names):
             self._params_only(index, op)
             return self._fresh_outputs(op, f"produced by {t}, whose channels are not traced")
-        if t in CONV_OPS:
-            self._conv(index, op)
-        elif t in CONV_TRANSPOSE_OPS:
-            self._conv_transpose(op)
-        elif t in NORM_OPS:
-            self._norm(op)
-        elif t in ELEMENTWISE_OPS:
-            self._binary(op)
-        elif t == "sum":
-            self._sum(op)
-        elif t == "concat":
-            self._concat(op)
-        elif t in FLATTEN_OPS:
-            self._flatten(op)
-        elif t in RESHAPE_OPS:
-            self._reshape(index, op)
-        elif t in FC_OPS:
-            self._fc(op)
-        elif t in REDUCE_OPS or t == "softmax":
-            self._reduce_like(op)
-        elif t in UNARY_OPS:
-            self._unary(op)
-        else:
-            self._unsupported(op)
+        kind = KINDS.get(t)
+        if kind is None:
+            return self._unsupported(op)
+        getattr(self, f"_{kind}")(index, op)
 
     def _params_only(self, index, op):
         """Reshapes/casts of a parameter (conv and linear biases): follow the element axis."""
@@ -208,7 +201,7 @@ class StaticAnalysis:
             return self._unsupported(op, f"grouped conv (groups={groups}) over concatenated inputs")
         self.attr_sites.append(AttrSite(index, "groups", param=(weight, 0)))
 
-    def _conv_transpose(self, op):
+    def _conv_transpose(self, index, op):
         x, w, out = self._one(op, "Input"), self._one(op, "Filter"), self._out(op, "Output")
         src = self._param(w)
         lay = self._lay(x)
@@ -222,127 +215,43 @@ class StaticAnalysis:
         self.sets.attach(space, weight, 1)
         self._set(out, Layout((space,)))
 
-    def _norm(self, op):
-        x = self._one(op, "X")
-        out = self._out(op, "Y") or self._out(op, "Out")
-        lay = self._lay(x)
-        if lay.scale != 1 or not nchw(op, "data_layout"):
+    # -- readers: legacy ops -> rules ----------------------------------------------
+    def _norm(self, index, op):
+        if not nchw(op, "data_layout"):
             return self._unsupported(op, "only NCHW inputs are understood")
-        c = self.channels(lay)
-        found = []
-        for slot in ("Scale", "Bias", "Mean", "Variance"):
-            name = self._one(op, slot)
-            if name is None:
-                continue
-            src = self._param(name)
-            if src is None or self.shape(name) != [c]:
-                return self._unsupported(op, f"its {slot} is not a per-channel parameter")
-            found.append(src[0])
-        for p in found:
-            for s, off in self._segments(lay):
-                self.sets.attach(s, p, 0, off, 1)
-        scale = self._one(op, "Scale")
-        if scale is not None:
-            for s in lay.spaces:
-                sp = self.sets.spaces[s]
-                if sp.producer and sp.norm_scale is None:
-                    sp.norm_scale = scale
-        self._set(out, lay)
+        params = tuple((slot, self._one(op, slot)) for slot in ("Scale", "Bias", "Mean", "Variance")
+                       if self._one(op, slot) is not None)
+        rules.RULES["norm"](self, OpRead(op, op.type, x=self._one(op, "X"),
+                                         out=self._out(op, "Y") or self._out(op, "Out"), params=params,
+                                         attrs={"scale": self._one(op, "Scale")}))
 
-    def _binary(self, op):
-        x, y, out = self._one(op, "X"), self._one(op, "Y"), self._out(op)
-        lx, ly = self._lay(x), self._lay(y)
+    def _binary(self, index, op):
+        """``axis`` aligns Y's first axis with axis ``axis`` of X (-1: from the right)."""
+        x, y = self._one(op, "X"), self._one(op, "Y")
         sx, sy = self.shape(x), self.shape(y)
         axis = int(op.attr("axis")) if op.has_attr("axis") else -1
         offset = len(sx) - len(sy) if axis == -1 else axis
-        if lx is not None and ly is not None:
-            if offset != 0 or len(sx) != len(sy):
-                return self._unsupported(op, "operands of different rank")
-            if sx[1] == 1 or sy[1] == 1:
-                return self._set(out, lx if sx[1] != 1 else ly)
-            if lx.scale != ly.scale or not self.sets.tie_side_by_side(lx.spaces, ly.spaces):
-                return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-            return self._set(out, lx)
-        if lx is None:                         # a constant or parameter on the left: same rank only
-            if len(sx) != len(sy) or sx[1] == 1:
-                return self._set(out, ly) if len(sx) == len(sy) else self._unsupported(op, "broadcast on X")
-            lay, other, dim = ly, x, 1
-        else:
-            lay, other, dim = lx, y, 1 - offset
-        oshape = self.shape(other) or []
-        if not 0 <= dim < len(oshape) or oshape[dim] == 1:
-            return self._set(out, lay)         # broadcast over channels: no coupling
-        src = self._param(other)
-        if src is None or lay.scale != 1:
-            return self._unsupported(op, "a per-channel operand that is not a parameter")
-        param, axes = src
-        if dim not in axes or any(d != 1 for i, d in enumerate(oshape) if i != dim):
-            return self._unsupported(op, "a parameter operand that is not per-channel")
-        for s, off in self._segments(lay):
-            self.sets.attach(s, param, axes.index(dim) if len(axes) > 1 else 0, off, 1)
-        self._set(out, lay)
+        dims = (1 if len(sx) == len(sy) else None, 1 - offset)
+        rules.RULES["binary"](self, OpRead(op, op.type, out=self._out(op), inputs=(x, y), attrs={"dims": dims}))
 
-    def _sum(self, op):
-        names = op.input("X")
-        lays = [self._lay(n) for n in names]
-        if None in lays:
-            return self._unsupported(op, "an input without a channel layout")
-        first = lays[0]
-        for lay in lays[1:]:
-            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
-                return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-        self._set(self._out(op), first)
+    def _join(self, index, op):
+        rules.RULES["join"](self, OpRead(op, op.type, out=self._out(op), inputs=tuple(op.input("X"))))
 
-    def _concat(self, op):
-        names = op.input("X")
-        lays = [self._lay(n) for n in names]
-        out = self._out(op)
-        rank = len(self.shape(out) or [])
-        if self._one(op, "AxisTensor") is not None or None in lays or len({lay.scale for lay in lays}) != 1:
-            return self._unsupported(op, "inputs without a channel layout or an axis given as a tensor")
-        axis = int(op.attr("axis")) % rank
-        if axis == 1:
-            return self._set(out, Layout(tuple(s for lay in lays for s in lay.spaces), lays[0].scale))
-        first = lays[0]
-        for lay in lays[1:]:
-            if not self.sets.tie_side_by_side(first.spaces, lay.spaces):
-                return self._unsupported(op, "joins tensors whose channels are concatenated differently")
-        self._set(out, first)
-
-    def _flatten(self, op):
-        x, out = self._one(op, "X"), self._out(op)
-        lay, ins = self._lay(x), self.shape(x)
-        if op.type == "flatten_contiguous_range":
-            start, stop = int(op.attr("start_axis")), int(op.attr("stop_axis"))
-        else:
-            start, stop = int(op.attr("axis")), len(ins) - 1
-        start, stop = start % len(ins), stop % len(ins)
-        if start > 1 or stop < 1:
-            return self._set(out, lay)             # the channel axis is not merged
-        if start != 1 or any(d <= 0 for d in ins[2:stop + 1]):
-            return self._unsupported(op, "merges the batch and channel axes or unknown spatial sizes")
-        self._set(out, Layout(lay.spaces, lay.scale * math.prod(ins[2:stop + 1])))
+    def _concat(self, index, op):
+        axis = None if self._one(op, "AxisTensor") is not None else int(op.attr("axis"))
+        rules.RULES["concat"](self, OpRead(op, op.type, out=self._out(op), inputs=tuple(op.input("X")),
+                                           attrs={"axis": axis}))
 
     def _reshape(self, index, op):
-        x, out = self._one(op, "X"), self._out(op)
-        lay, ins, outs = self._lay(x), self.shape(x), self.shape(out)
         if any(self._one(op, slot) is not None for slot in ("Shape", "ShapeTensor")):
             return self._unsupported(op, "its target shape is a tensor")
-        if outs is None or len(outs) < 2 or outs[0] != ins[0] or any(d <= 0 for d in ins[1:] + outs[1:]):
-            return self._unsupported(op, f"changes the batch axis or has unknown sizes ({ins} -> {outs})")
-        if outs[1] == ins[1] and math.prod(ins[2:]) == math.prod(outs[2:]):
-            new = lay
-        elif len(outs) == 2 and outs[1] == math.prod(ins[1:]):
-            new = Layout(lay.spaces, lay.scale * math.prod(ins[2:]))
-        else:
-            return self._unsupported(op, f"reshapes channels ({ins} -> {outs})")
-        if op.type in ("reshape2", "reshape") and op.has_attr("shape"):
+        new = rules.RULES["reshape"](self, OpRead(op, op.type, x=self._one(op, "X"), out=self._out(op)))
+        if new is not None and op.type in ("reshape2", "reshape") and op.has_attr("shape"):
             target = list(op.attr("shape"))
             if len(target) > 1 and target[1] > 0:
                 self.attr_sites.append(AttrSite(index, "shape", 1, spaces=new.spaces, scale=new.scale))
-        self._set(out, new)
 
-    def _fc(self, op):
+    def _fc(self, index, op):
         x, y, out = self._one(op, "X"), self._one(op, "Y"), self._out(op)
         lay, src, xs, ys = self._lay(x), self._param(y), self.shape(x), self.shape(y)
         if src is None or len(src[1]) != 2 or self._lay(y) is not None:
@@ -365,43 +274,24 @@ class StaticAnalysis:
         self.sets.attach(space, src[0], out_axis)
         self._set(out, Layout((space,)))
 
-    def _reduce_like(self, op):
-        """reduce_* / softmax: channels pass when the reduced axes exclude axis 1."""
-        x, out = self._one(op, "X"), self._out(op)
-        rank = len(self.shape(x))
+    def _reduction(self, index, op):
+        rank = len(self.shape(self._one(op, "X")))
         if op.type == "softmax":
             axes = [int(op.attr("axis"))]
         elif op.has_attr("reduce_all") and op.attr("reduce_all"):
             axes = list(range(rank))
         else:
             axes = list(op.attr("dim")) if op.has_attr("dim") else list(range(rank))
-        axes = {a % rank for a in axes} if axes else set(range(rank))
-        outs = self.shape(out) or []
-        if 1 in axes or 0 in axes or len(outs) < 2:
-            return self._mark(op.input_arg_names, f"network output (channels reduced by {op.type})")
-        self._set(out, self._lay(x))
+        rules.RULES["reduction"](self, OpRead(op, op.type, x=self._one(op, "X"), out=self._out(op),
+                                              attrs={"axes": axes}))
 
-    def _unary(self, op):
-        x, out = self._one(op, "X"), self._out(op)
-        lay, ins, outs = self._lay(x), self.shape(x), self.shape(out)
-        if outs is None or len(outs) < 2 or outs[1] != ins[1]:
-            return self._unsupported(op, "changes the channel count")
+    def _unary(self, index, op):
         if not (nchw(op, "data_format") and nchw(op, "data_layout")):
             return self._unsupported(op, "only NCHW inputs are understood")
-        if any(self._lay(n) is not None for n in op.input_arg_names if n != x):
-            return self._unsupported(op, "a second input with channels")
-        alpha = self._one(op, "Alpha")
-        if alpha is not None:                      # prelu
-            src, ashape = self._param(alpha), self.shape(alpha)
-            if src is None:
-                return self._unsupported(op, "its Alpha is not a parameter")
-            if math.prod(ashape) == ins[1] and ins[1] > 1:
-                axes = [i for i, d in enumerate(ashape) if d != 1]
-                for s, off in self._segments(lay):
-                    self.sets.attach(s, src[0], axes[0] if axes else 0, off, 1)
-            elif math.prod(ashape) != 1:
-                return self._unsupported(op, "element-wise prelu weights")
-        self._set(out, lay)
+        x, alpha = self._one(op, "X"), self._one(op, "Alpha")
+        others = tuple(n for n in op.input_arg_names if n not in (x, alpha))
+        rules.RULES["unary"](self, OpRead(op, op.type, x=x, out=self._out(op), others=others,
+                                          params=(("Alpha", alpha),) if alpha is not None else ()))
 
     def _mark_outputs(self):
         consumed = {n for _, op in self.ops for n in op.input_arg_names}
@@ -429,7 +319,8 @@ class StaticAnalysis:
     def kept(self, space, pruned):
         """Channels of ``space`` left when ``pruned`` ({group index: pruned units}) is applied."""
         gi = self.group_of_space(space)
-        removed = len(pruned.get(gi, ())) * self.sets.expand[space] if gi is not None else 0
+        units = len(pruned.get(gi, ())) if gi is not None else 0
+        removed = units * self.sets.expand[space] * self.sets.reps[space]
         return self.sets.spaces[space].size - removed
 
     def unsupported_reasons(self):

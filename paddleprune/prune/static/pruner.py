@@ -1,7 +1,7 @@
 """Filter pruning of legacy-IR static Programs with PaddleSlim's ``Pruner`` API (seed 002).
 
 ``Pruner().prune(program, scope, params, ratios)`` clones ``program``, finds
-the channel group of every named parameter (:mod:`~paddleprune.prune.static_walker`),
+the channel group of every named parameter (:mod:`~paddleprune.prune.static.walker`),
 scores the named parameter's own filters with the criterion, and removes (or,
 with ``lazy``, zeroes) the selected channels from every member of the group:
 
@@ -24,11 +24,11 @@ import warnings
 import numpy as np
 import paddle
 
-from paddleprune.errors import InvalidParameterError, UnknownParameterNameError, UnprunableError
+from paddleprune.errors import InvalidParameterError, PruningWarning, UnknownParameterNameError, UnprunableError
 from paddleprune.prune import criteria
-from paddleprune.prune.plan import write_dense
-from paddleprune.prune.pruner import GroupView, PruningWarning
-from paddleprune.prune.static_walker import StaticAnalysis
+from paddleprune.prune.groups import GroupView
+from paddleprune.prune.static.walker import StaticAnalysis
+from paddleprune.prune.tensors import write_dense
 from paddleprune.utils.checks import check_interval
 
 logger = logging.getLogger(__name__)

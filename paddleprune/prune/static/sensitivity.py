@@ -16,12 +16,12 @@ import numpy as np
 import paddle
 
 from paddleprune.errors import InvalidParameterError, SensitivityFileError, UnprunableError
-from paddleprune.prune.sensitive import DEFAULT_RATIOS, progress_bar, relative_loss
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
-from paddleprune.prune.sensitivity_table import canonical_ratio
-from paddleprune.prune.static_pruner import (Pruner, check_names, check_program, locate, restore_scope,
+from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss
+from paddleprune.prune.static.pruner import (Pruner, check_names, check_program, locate, restore_scope,
                                               warn_unsupported)
-from paddleprune.prune.static_walker import StaticAnalysis
+from paddleprune.prune.static.walker import StaticAnalysis
+from paddleprune.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def sensitivity(program, place, param_names, eval_func, sensitivities_file=None,
         todo = [(name, r) for name in targets for r in ratios]
     logger.info("sensitivity: baseline %s = %.6f; %d evaluations to go", metric, base, len(todo))
     meta = dict(expected, baseline=base, method="naive")
-    bar = progress_bar(len(todo), "sensitivity")
+    bar = progress_bar(len(todo), "sensitivity", unit="eval")
     try:
         for name, ratio in todo:
             pruned, backup, _ = pruner._prune(program, scope, [name], [ratio], place, lazy=False,

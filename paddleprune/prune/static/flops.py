@@ -1,4 +1,4 @@
-"""FLOPs of a static Program (or a dygraph Layer), with the convention of
+"""FLOPs of a legacy-IR static Program, with the convention of
 :mod:`paddleprune.prune.flops`: 2 x multiply-accumulates of every conv,
 depthwise conv, transposed conv and fc (``mul`` / ``matmul(_v2)`` with a
 parameter weight), per sample (the batch axis does not count). Bias adds,
@@ -11,13 +11,12 @@ import math
 import paddle
 
 from paddleprune.errors import InvalidParameterError
-from paddleprune.prune.flops import dygraph_flops
-from paddleprune.prune.static_pruner import check_program
-from paddleprune.prune.static_ops import CONV_OPS, CONV_TRANSPOSE_OPS, FC_OPS, forward_ops
+from paddleprune.prune.static.pruner import check_program
+from paddleprune.prune.static.ops import CONV_OPS, CONV_TRANSPOSE_OPS, FC_OPS, forward_ops
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["flops", "program_flops"]
+__all__ = ["program_flops"]
 
 
 def _shape(block, name):
@@ -62,32 +61,3 @@ def program_flops(program, detail=False):
             per_weight[weight] = per_weight.get(weight, 0) + 2 * math.prod(_shape(block, weight)) * positions
     total = sum(per_weight.values())
     return (total, per_weight) if detail else total
-
-
-def flops(model, inputs=None, detail=False):
-    """FLOPs (2 x MACs of conv and fc layers, per sample) of a Program or a Layer.
-
-    Parameters
-    ----------
-    model : paddle.static.Program or paddle.nn.Layer
-        A legacy-IR Program (its var descs give the shapes), or a dygraph Layer.
-    inputs : list of int, optional
-        Input shape for a Layer, e.g. ``[1, 3, 224, 224]``; not used for a Program.
-    detail : bool
-        Also return ``{weight name: FLOPs}``.
-
-    Returns
-    -------
-    int or (int, dict)
-
-    Raises
-    ------
-    InvalidParameterError
-        For a PIR program, a Layer without ``inputs``, or unknown spatial sizes.
-    """
-    if isinstance(model, paddle.nn.Layer):
-        if inputs is None:
-            raise InvalidParameterError("flops: a paddle.nn.Layer needs 'inputs', an input shape such as "
-                                        "[1, 3, 224, 224].")
-        return dygraph_flops(model, inputs, detail=detail)
-    return program_flops(model, detail=detail)
