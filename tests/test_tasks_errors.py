@@ -103,10 +103,10 @@ def test_resume_and_sensitivities_file_errors(lists, saved, tmp_path):
         _train(cls.MobileNetV2(**MODEL), lists, tmp_path, sensitivities_file=str(tmp_path))
     with open(os.path.join(BUILTIN_DIR, "manifest.json"), encoding="utf-8") as f:
         bundled = sorted(json.load(f)["files"])
-    assert "ResNet18" not in bundled and "MobileNetV2" in bundled
+    assert "ShuffleNetV2" not in bundled and "MobileNetV2" in bundled
     with pytest.raises(InvalidParameterError, match=re.escape(
-            f"sensitivities_file='DEFAULT' has no bundled file for 'ResNet18'; available: {bundled}")):
-        _train(cls.ResNet18(num_classes=10, small_input=True), lists, tmp_path, sensitivities_file="DEFAULT")
+            f"sensitivities_file='DEFAULT' has no bundled file for 'ShuffleNetV2'; available: {bundled}")):
+        resolve_sensitivities_file("ShuffleNetV2.train", "DEFAULT", "ShuffleNetV2")
 
 
 def test_default_sensitivities_manifest(tmp_path, caplog):

@@ -11,10 +11,9 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import uuid
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.utils.atomic import replace_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +62,6 @@ def _is_current(folder, version, chash):
     return marker is not None and marker.get("version") == version and marker.get("config_hash") == chash
 
 
-def _remove(folder):
-    """Move ``folder`` aside (an atomic rename), then delete it."""
-    if not os.path.lexists(folder):
-        return
-    trash = os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(folder, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def materialise(name, version, config, build_fn, cache_dir=None, force=False):
     """Return ``<cache>/<name>``, building it with ``build_fn(tmp_folder)`` unless current.
 
@@ -109,9 +99,7 @@ def materialise(name, version, config, build_fn, cache_dir=None, force=False):
     if not force and _is_current(target, version, chash):
         logger.debug("%s: using cached copy at %s", name, target)
         return target
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
-    try:
+    with staging_dir(target) as tmp:
         extra = build_fn(tmp) or {}
         marker = {"name": name, "version": version, "config_hash": chash, "config": config}
         marker.update(extra)
@@ -123,15 +111,11 @@ def materialise(name, version, config, build_fn, cache_dir=None, force=False):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return target
             logger.info("%s: replacing stale or incomplete copy at %s", name, target)
-            _remove(target)
         try:
-            os.rename(tmp, target)
+            replace_dir(tmp, target)
         except OSError:
             if not _is_current(target, version, chash):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # a concurrent build finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("%s: built at %s", name, target)
     return target

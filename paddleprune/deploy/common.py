@@ -47,19 +47,6 @@ def check_net(owner, net):
     return net
 
 
-def default_mode(mode=0o777):
-    """``mode`` masked by the process umask (what ``open``/``makedirs`` would give)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
-def check_positive_int(owner, name, value, minimum=1):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise InvalidParameterError(f"{owner}: {name!r} must be an int >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 def inference_files(owner, save_dir):
     """``(model_file, params_file)`` of an exported model directory; raise if either is missing."""
     if not isinstance(save_dir, (str, os.PathLike)):

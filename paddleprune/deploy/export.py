@@ -4,14 +4,12 @@ import io
 import logging
 import os
 import re
-import shutil
-import tempfile
 import warnings
 
 from paddleprune.deploy.common import (MODEL_FILENAME, ONNX_FILENAME, check_input_shape, check_net,
-                                       default_mode, inference_files, require)
+                                       inference_files, require)
 from paddleprune.errors import InvalidParameterError, UnsupportedOpError
-from paddleprune.utils.atomic import atomic_open
+from paddleprune.utils.atomic import atomic_open, replace_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +30,7 @@ def _move_into(tmp, save_dir):
     """Move the files of ``tmp`` into ``save_dir``: a rename of the whole folder when ``save_dir``
     does not exist yet, else one ``os.replace`` per file (other files in ``save_dir`` stay)."""
     if not os.path.exists(save_dir):
-        os.chmod(tmp, default_mode())  # mkdtemp makes it 0o700
-        os.replace(tmp, save_dir)
+        replace_dir(tmp, save_dir)
         return
     if not os.path.isdir(save_dir):
         raise InvalidParameterError(f"export_inference_model: 'save_dir' {save_dir!r} exists and is not a directory.")
@@ -94,22 +91,16 @@ def export_inference_model(net, save_dir, input_shape=None, input_name="image", 
     save_dir = os.path.abspath(os.fspath(save_dir))
     if os.path.exists(save_dir) and not os.path.isdir(save_dir):
         raise InvalidParameterError(f"{owner}: 'save_dir' {save_dir!r} exists and is not a directory.")
-    parent = os.path.dirname(save_dir)
-    os.makedirs(parent, exist_ok=True)
 
     import paddle
     from paddle.static import InputSpec
 
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(save_dir) + ".export-", dir=parent)
-    try:
+    with staging_dir(save_dir) as tmp:
         with preserved_layer_state(net):
             paddle.jit.save(net, os.path.join(tmp, _PREFIX),
                             input_spec=[InputSpec(shape, dtype, name) for name, shape, dtype in specs])
         inference_files(owner, tmp)  # jit.save must have written both files
         _move_into(tmp, save_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("exported %s (inputs %s) to %s", type(net).__name__,
                 ", ".join(f"{name} {shape}" for name, shape, _ in specs), save_dir)
     return save_dir
@@ -185,7 +176,6 @@ def export_onnx(save_dir, onnx_path=None, opset=13):
     data = convert_to_onnx_bytes(model_file, params_file, opset, owner)
     with atomic_open(onnx_path, "wb") as f:
         f.write(data)
-    os.chmod(onnx_path, default_mode(0o666))  # the temp file behind atomic_open is 0o600
     logger.info("wrote %s (%.2f MB)", onnx_path, len(data) / 2 ** 20)
     return onnx_path
 

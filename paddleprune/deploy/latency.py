@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from paddleprune.deploy.common import check_positive_int
+from paddleprune.utils.checks import check_int
 from paddleprune.deploy.runners import ModelSource, check_backends, open_runner, sample_input
 from paddleprune.errors import DataNotFoundError, InvalidParameterError
 
@@ -41,8 +41,8 @@ def _time_interleaved(runners, x, warmup, repeats):
 
 
 def _check_common(owner, threads, warmup, repeats):
-    return (check_positive_int(owner, "threads", threads), check_positive_int(owner, "warmup", warmup, 0),
-            check_positive_int(owner, "repeats", repeats))
+    return (check_int(owner, "threads", threads), check_int(owner, "warmup", warmup, 0),
+            check_int(owner, "repeats", repeats))
 
 
 def _run_backend(owner, backend, sources, x, threads, onednn, warmup, repeats):

@@ -29,13 +29,12 @@ Only what the VOC evaluation needs is kept: per detection its class, score and T
 class the number of positives.
 """
 from collections import OrderedDict
-import numbers
 
 import numpy as np
 
 from paddleprune.errors import InvalidParameterError
 from paddleprune.metrics.common import as_numpy, check_class_names
-from paddleprune.utils.checks import check_choice, check_interval
+from paddleprune.utils.checks import check_choice, check_int, check_interval
 
 __all__ = ["VOCMetric", "pairwise_iou", "average_precision", "MAP_TYPES"]
 
@@ -132,8 +131,7 @@ class VOCMetric:
     def __init__(self, num_classes, overlap_thresh=0.5, map_type="11point", is_bbox_normalized=False,
                  evaluate_difficult=False, class_names=None):
         owner = "VOCMetric"
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-            raise InvalidParameterError(f"{owner}: 'num_classes' must be an int >= 1; got {num_classes!r}.")
+        check_int(owner, "num_classes", num_classes)
         check_interval(owner, "overlap_thresh", overlap_thresh, 0, 1, closed="left")
         check_choice(owner, "map_type", map_type, MAP_TYPES)
         for name, value in (("is_bbox_normalized", is_bbox_normalized),

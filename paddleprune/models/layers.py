@@ -5,6 +5,7 @@ import numbers
 import paddle.nn as nn
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.utils.checks import check_int
 
 __all__ = ["ConvBNAct", "make_divisible", "check_common_args"]
 
@@ -53,8 +54,7 @@ def check_common_args(owner, num_classes, scale=1.0, small_input=False):
     InvalidParameterError
         With the message shape ``"Owner: 'name' must be ...; got value."``.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise InvalidParameterError(f"{owner}: 'num_classes' must be an int >= 1; got {num_classes!r}.")
+    check_int(owner, "num_classes", num_classes)
     ok = isinstance(scale, numbers.Real) and not isinstance(scale, bool) and 0 < scale <= 4 and math.isfinite(scale)
     if not ok:
         raise InvalidParameterError(f"{owner}: 'scale' must be a number in (0, 4]; got {scale!r}.")

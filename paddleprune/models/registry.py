@@ -39,7 +39,8 @@ class Net(nn.Layer):
         return {name: copy.deepcopy(getattr(self, name)) for name in sig.parameters if name != "self"}
 
     def get_config(self):
-        """Return ``{'name': registered name, 'params': get_params()}`` for ``model.yml``."""
+        """Return ``{'name': registered name, 'params': get_params()}``, from which
+        ``get_model(config['name'], **config['params'])`` rebuilds the same architecture."""
         return {"name": self.registered_name, "params": self.get_params()}
 
 

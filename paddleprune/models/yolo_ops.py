@@ -14,13 +14,13 @@ input size is dynamic: every row of a class > 0 then has a wrong score or box. E
 :class:`YOLOv3Inference` for ONNX with a fixed input size (``[1 or None, 3, H, W]``) and run it
 one image at a time; Paddle Inference has neither limitation.
 """
-import numbers
 
 import paddle
 import paddle.nn as nn
 from paddle.vision.ops import yolo_box, yolo_loss
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.utils.checks import check_int, check_interval
 
 __all__ = ["yolov3_loss", "yolov3_decode", "YOLOv3Inference", "NMS_DEFAULTS"]
 
@@ -37,15 +37,11 @@ def _check_levels(owner, outputs, anchor_masks, downsample_ratios):
 
 
 def _check_number(owner, name, value, lo, hi):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InvalidParameterError(f"{owner}: {name!r} must be a number in [{lo}, {hi}]; got {value!r}.")
-    return float(value)
+    return float(check_interval(owner, name, value, lo, hi, closed="both"))
 
 
-def _check_int(owner, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or (value < 1 and value != -1):
-        raise InvalidParameterError(f"{owner}: {name!r} must be a positive int (or -1 for no limit); got {value!r}.")
-    return int(value)
+def _check_topk(owner, name, value):
+    return check_int(owner, name, value, allow=(-1,), what="a positive int (or -1 for no limit)")
 
 
 def yolov3_loss(outputs, gt_box, gt_label, gt_score, anchors, anchor_masks, num_classes,
@@ -127,8 +123,8 @@ def yolov3_decode(outputs, im_size, anchors, anchor_masks, num_classes, nms_scor
     _check_levels(owner, outputs, anchor_masks, downsample_ratios)
     score_threshold = _check_number(owner, "nms_score_threshold", nms_score_threshold, 0, 1)
     iou_threshold = _check_number(owner, "nms_iou_threshold", nms_iou_threshold, 0, 1)
-    topk = _check_int(owner, "nms_topk", nms_topk)
-    keep_topk = _check_int(owner, "nms_keep_topk", nms_keep_topk)
+    topk = _check_topk(owner, "nms_topk", nms_topk)
+    keep_topk = _check_topk(owner, "nms_keep_topk", nms_keep_topk)
     boxes, scores = [], []
     for out, mask, ratio in zip(outputs, anchor_masks, downsample_ratios):
         mask_anchors = [int(v) for i in mask for v in anchors[i]]

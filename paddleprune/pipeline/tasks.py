@@ -41,7 +41,6 @@ class TaskSpec:
     name: str
     model: str
     model_kwargs: dict
-    metric: str
     input_size: int
     full: Settings
     quick: Settings
@@ -189,7 +188,7 @@ DEMO_ANCHORS = [[3, 4], [5, 10], [11, 8], [10, 21], [21, 15], [20, 40], [39, 30]
 TASKS = {
     "classification": ClassificationSpec(
         name="classification", model="MobileNetV2", model_kwargs={"scale": 0.5, "small_input": True},
-        metric="acc1", input_size=32,
+        input_size=32,
         full=Settings(epochs=12, prune_epochs=10, batch_size=32, learning_rate=0.02, lr_decay_epochs=(9, 11),
                       warmup_epochs=1),
         quick=Settings(epochs=4, prune_epochs=3, batch_size=32, learning_rate=0.02, lr_decay_epochs=(3,),
@@ -200,7 +199,7 @@ TASKS = {
         name="detection", model="YOLOv3",
         model_kwargs={"backbone": "MobileNetV1", "backbone_scale": 0.5, "anchors": DEMO_ANCHORS,
                       "train_random_shapes": []},
-        metric="bbox_map", input_size=128,
+        input_size=128,
         # from scratch the detector learns slowly on 2 cores: the backbone first learns the digits as a
         # classifier (stage 0), and Adam trains the head several times faster than Momentum here. Width 0.5:
         # at 0.25 the detector found the digits (class-agnostic AP 0.77) but named them poorly (bbox_map
@@ -218,7 +217,7 @@ TASKS = {
         # paddle2onnx 2.1.0 converts multiclass NMS correctly only at batch 1 (tests/test_yolov3.py)
         latency_batches=(1,)),
     "segmentation": SegmentationSpec(
-        name="segmentation", model="UNet", model_kwargs={"scale": 0.25}, metric="miou", input_size=128,
+        name="segmentation", model="UNet", model_kwargs={"scale": 0.25}, input_size=128,
         # Adam with PaddleX's polynomial decay: in 3 epochs Momentum (lr 0.05) had learnt only the background
         # (miou 0.21). Width 0.25 (16 to 128 channels): at 0.125 the pruned UNet (49 % of the FLOPs removed in
         # multiples of 4 channels, 34 % in multiples of 8) lost the textured classes and retrained to miou

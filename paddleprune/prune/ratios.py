@@ -7,12 +7,11 @@
 """
 import logging
 import math
-import numbers
 from typing import NamedTuple
 
 from paddleprune.errors import InvalidParameterError
 from paddleprune.prune.sensitivity_table import is_number, normalize_sensitivities
-from paddleprune.utils.checks import check_interval
+from paddleprune.utils.checks import check_int, check_interval
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +75,7 @@ def get_ratios_by_loss(sensitivities, loss):
 
 
 def _check_positive_int(owner, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise InvalidParameterError(f"{owner}: {name!r} must be a positive integer; got {value!r}.")
-    return int(value)
+    return check_int(owner, name, value, what="a positive integer")
 
 
 def round_to(ratio, channels, align):

@@ -125,8 +125,8 @@ class BaseTask(abc.ABC):
         """The optimizer ``train()`` makes when none is given (``args``: its checked arguments):
         PaddleX's Momentum 0.9 with warmup and piecewise decay."""
         from paddleprune.tasks.optim import default_optimizer
-        return default_optimizer(owner, net, args["learning_rate"], steps_per_epoch, args["lr_decay_epochs"],
-                                 args["lr_decay_gamma"], args["warmup_steps"], args["warmup_start_lr"],
+        return default_optimizer(owner, net, args.learning_rate, steps_per_epoch, args.lr_decay_epochs,
+                                 args.lr_decay_gamma, args.warmup_steps, args.warmup_start_lr,
                                  weight_decay=self.weight_decay)
 
     def collate_fn(self, mode):

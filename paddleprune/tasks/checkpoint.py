@@ -12,14 +12,14 @@ weights).
 import logging
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import paddle
 import yaml
 
 from paddleprune.errors import DataFormatError, DataNotFoundError, InvalidParameterError
-from paddleprune.utils.atomic import atomic_write_text
+from paddleprune.utils.atomic import atomic_write_text, replace_dir, staging_dir
+from paddleprune.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -30,28 +30,6 @@ __all__ = ["MODEL_FILES", "PADDLEX_WEIGHTS", "save_model_dir", "copy_model_dir",
 MODEL_FILES = ("model.pdparams", "model.yml")
 #: PaddleX 1.x names of downloadable weights; only 'IMAGENET' is served (from paddle.vision's files).
 PADDLEX_WEIGHTS = ("IMAGENET", "COCO", "CITYSCAPES", "BAIDU10W", "BAIDU2W", "PASCALVOC")
-
-
-def to_plain(obj):
-    """``obj`` with numpy scalars/arrays and tuples turned into YAML-safe Python values."""
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _replace_dir(tmp, path):
-    """Move folder ``tmp`` to ``path``; an existing ``path`` is swapped out, then removed."""
-    old = None
-    if os.path.lexists(path):
-        old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".old.", dir=os.path.dirname(path))
-        os.rename(path, os.path.join(old, "d"))
-    os.rename(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_model_dir(task, path, optimizer=None, global_step=0, eval_metrics=None, train_seed=None):
@@ -67,10 +45,7 @@ def save_model_dir(task, path, optimizer=None, global_step=0, eval_metrics=None,
     """
     from paddleprune.tasks.optim import optimizer_state
     path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
-    try:
+    with staging_dir(path) as tmp:
         paddle.save(task.net.state_dict(), os.path.join(tmp, "model.pdparams"))
         if optimizer is not None:
             state = optimizer_state(optimizer, task.net, global_step)
@@ -78,22 +53,16 @@ def save_model_dir(task, path, optimizer=None, global_step=0, eval_metrics=None,
             paddle.save(state, os.path.join(tmp, "model.pdopt"))
         info = to_plain(task.model_info(eval_metrics))
         atomic_write_text(os.path.join(tmp, "model.yml"), yaml.safe_dump(info, sort_keys=False))
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        replace_dir(tmp, path)
     return path
 
 
 def copy_model_dir(src, dst):
     """Copy saved model folder ``src`` to ``dst`` atomically (e.g. ``epoch_3`` -> ``best_model``)."""
     dst = os.path.abspath(os.fspath(dst))
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(dst) + ".", suffix=".tmp", dir=os.path.dirname(dst))
-    try:
-        shutil.copytree(src, os.path.join(tmp, "d"))
-        _replace_dir(os.path.join(tmp, "d"), dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staging_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        replace_dir(tmp, dst)
     return dst
 
 

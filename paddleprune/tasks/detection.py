@@ -28,7 +28,7 @@ from paddleprune.tasks.base import BaseTask
 from paddleprune.tasks.registry import register_task
 from paddleprune.transforms import det as T
 from paddleprune.transforms.base import to_chw
-from paddleprune.utils.checks import check_interval
+from paddleprune.utils.checks import check_int, check_interval
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,7 @@ class YOLOv3(BaseTask):
         check_interval(owner, "nms_score_threshold", nms_score_threshold, 0, 1, closed="left")
         check_interval(owner, "nms_iou_threshold", nms_iou_threshold, 0, 1)
         for name, value in (("nms_topk", nms_topk), ("nms_keep_topk", nms_keep_topk)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (value == -1 or value >= 1):
-                raise InvalidParameterError(f"{owner}: {name!r} must be an int >= 1 or -1 (all); got {value!r}.")
+            check_int(owner, name, value, allow=(-1,), what="an int >= 1 or -1 (all)")
         if not isinstance(label_smooth, bool):
             raise InvalidParameterError(f"{owner}: 'label_smooth' must be True or False; got {label_smooth!r}.")
         shapes = list(train_random_shapes or [])

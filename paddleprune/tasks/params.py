@@ -1,20 +1,42 @@
 """Validation of ``train()`` arguments, with one message shape:
 ``"MobileNetV2.train: 'eval_metric_loss' must be a number in (0, 1); got 1.5."``"""
+import dataclasses
 import math
 import numbers
 import os
+from typing import Any, List, Optional
 
 from paddleprune.errors import InvalidParameterError
-from paddleprune.utils.checks import check_interval
+from paddleprune.utils.checks import check_int, check_interval
 
-__all__ = ["check_int", "check_bool", "check_epochs_list", "check_dataset", "check_train_args"]
+__all__ = ["TrainOptions", "check_int", "check_bool", "check_epochs_list", "check_dataset", "check_train_args"]
 
 
-def check_int(owner, name, value, low):
-    """Raise unless ``value`` is an int (not bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise InvalidParameterError(f"{owner}: {name!r} must be an int >= {low}; got {value!r}.")
-    return int(value)
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """The ``train()`` arguments the train loop (``tasks/trainer.py``) runs with, as
+    :func:`check_train_args` returns them (ints as ``int``, paths as ``str``)."""
+    num_epochs: int
+    train_dataset: Any
+    train_batch_size: int
+    eval_dataset: Any
+    save_interval_epochs: int
+    log_interval_steps: int
+    save_dir: str
+    pretrain_weights: Optional[str]
+    optimizer: Any
+    learning_rate: float
+    warmup_steps: int
+    warmup_start_lr: float
+    lr_decay_epochs: List[int]
+    lr_decay_gamma: float
+    use_vdl: bool
+    sensitivities_file: Optional[str]
+    eval_metric_loss: float
+    early_stop: bool
+    early_stop_patience: int
+    resume_checkpoint: Optional[str]
+    prune_round_to: Optional[int]
 
 
 def check_bool(owner, name, value):
@@ -48,43 +70,49 @@ def check_dataset(owner, name, dataset, required=True):
     return dataset
 
 
+def _check_path(owner, name, value):
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise InvalidParameterError(f"{owner}: {name!r} must be None or a path; got {value!r}.")
+    return None if value is None else os.fspath(value)
+
+
 def check_train_args(owner, args):
-    """Validate the common ``train()`` arguments in ``args`` (a dict); returns a cleaned copy.
+    """Validate the common ``train()`` arguments ``args`` (a dict of every
+    :class:`TrainOptions` field, or a ``TrainOptions``); returns a checked ``TrainOptions``.
 
     Raises
     ------
     InvalidParameterError
         Naming the first argument that is out of range, with the value received.
     """
-    out = dict(args)
-    out["num_epochs"] = check_int(owner, "num_epochs", args["num_epochs"], 1)
-    check_dataset(owner, "train_dataset", args["train_dataset"])
-    check_dataset(owner, "eval_dataset", args["eval_dataset"], required=False)
-    out["train_batch_size"] = check_int(owner, "train_batch_size", args["train_batch_size"], 1)
-    if out["train_batch_size"] > len(args["train_dataset"]):
+    a = args if isinstance(args, TrainOptions) else TrainOptions(**args)
+    num_epochs = check_int(owner, "num_epochs", a.num_epochs, 1)
+    check_dataset(owner, "train_dataset", a.train_dataset)
+    check_dataset(owner, "eval_dataset", a.eval_dataset, required=False)
+    train_batch_size = check_int(owner, "train_batch_size", a.train_batch_size, 1)
+    if train_batch_size > len(a.train_dataset):
         raise InvalidParameterError(
             f"{owner}: 'train_batch_size' must be at most the number of training samples "
-            f"({len(args['train_dataset'])}), since the last partial batch is dropped; "
-            f"got {args['train_batch_size']!r}.")
-    out["save_interval_epochs"] = check_int(owner, "save_interval_epochs", args["save_interval_epochs"], 1)
-    out["log_interval_steps"] = check_int(owner, "log_interval_steps", args["log_interval_steps"], 1)
-    if not isinstance(args["save_dir"], (str, os.PathLike)) or not os.fspath(args["save_dir"]):
-        raise InvalidParameterError(f"{owner}: 'save_dir' must be a folder path; got {args['save_dir']!r}.")
-    out["save_dir"] = os.fspath(args["save_dir"])
-    check_interval(owner, "learning_rate", args["learning_rate"], 0, math.inf)
-    out["warmup_steps"] = check_int(owner, "warmup_steps", args["warmup_steps"], 0)
-    check_interval(owner, "warmup_start_lr", args["warmup_start_lr"], 0, math.inf, closed="left")
-    out["lr_decay_epochs"] = check_epochs_list(owner, "lr_decay_epochs", args["lr_decay_epochs"])
-    check_interval(owner, "lr_decay_gamma", args["lr_decay_gamma"], 0, math.inf)
-    check_bool(owner, "use_vdl", args["use_vdl"])
-    check_interval(owner, "eval_metric_loss", args["eval_metric_loss"], 0, 1)
-    check_bool(owner, "early_stop", args["early_stop"])
-    out["early_stop_patience"] = check_int(owner, "early_stop_patience", args["early_stop_patience"], 1)
-    if args["prune_round_to"] is not None:
-        out["prune_round_to"] = check_int(owner, "prune_round_to", args["prune_round_to"], 1)
-    for name in ("pretrain_weights", "resume_checkpoint", "sensitivities_file"):
-        value = args[name]
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise InvalidParameterError(f"{owner}: {name!r} must be None or a path; got {value!r}.")
-        out[name] = None if value is None else os.fspath(value)
-    return out
+            f"({len(a.train_dataset)}), since the last partial batch is dropped; "
+            f"got {a.train_batch_size!r}.")
+    save_interval_epochs = check_int(owner, "save_interval_epochs", a.save_interval_epochs, 1)
+    log_interval_steps = check_int(owner, "log_interval_steps", a.log_interval_steps, 1)
+    if not isinstance(a.save_dir, (str, os.PathLike)) or not os.fspath(a.save_dir):
+        raise InvalidParameterError(f"{owner}: 'save_dir' must be a folder path; got {a.save_dir!r}.")
+    check_interval(owner, "learning_rate", a.learning_rate, 0, math.inf)
+    warmup_steps = check_int(owner, "warmup_steps", a.warmup_steps, 0)
+    check_interval(owner, "warmup_start_lr", a.warmup_start_lr, 0, math.inf, closed="left")
+    lr_decay_epochs = check_epochs_list(owner, "lr_decay_epochs", a.lr_decay_epochs)
+    check_interval(owner, "lr_decay_gamma", a.lr_decay_gamma, 0, math.inf)
+    check_bool(owner, "use_vdl", a.use_vdl)
+    check_interval(owner, "eval_metric_loss", a.eval_metric_loss, 0, 1)
+    check_bool(owner, "early_stop", a.early_stop)
+    early_stop_patience = check_int(owner, "early_stop_patience", a.early_stop_patience, 1)
+    prune_round_to = None if a.prune_round_to is None else check_int(owner, "prune_round_to", a.prune_round_to, 1)
+    return dataclasses.replace(
+        a, num_epochs=num_epochs, train_batch_size=train_batch_size, save_interval_epochs=save_interval_epochs,
+        log_interval_steps=log_interval_steps, save_dir=os.fspath(a.save_dir), warmup_steps=warmup_steps,
+        lr_decay_epochs=lr_decay_epochs, early_stop_patience=early_stop_patience, prune_round_to=prune_round_to,
+        pretrain_weights=_check_path(owner, "pretrain_weights", a.pretrain_weights),
+        resume_checkpoint=_check_path(owner, "resume_checkpoint", a.resume_checkpoint),
+        sensitivities_file=_check_path(owner, "sensitivities_file", a.sensitivities_file))

@@ -40,7 +40,7 @@ def read_manifest(builtin_dir=None):
 def model_params(task):
     """The task model's constructor arguments other than ``num_classes``, as plain values:
     what a bundled sensitivities file records it was computed for."""
-    from paddleprune.tasks.checkpoint import to_plain
+    from paddleprune.utils.plain import to_plain
     return {k: v for k, v in to_plain(task.get_params()).items() if k != "num_classes"}
 
 

@@ -24,6 +24,7 @@ from paddleprune.tasks.base import BaseTask
 from paddleprune.tasks.registry import register_task
 from paddleprune.transforms import seg as T
 from paddleprune.transforms.base import to_chw
+from paddleprune.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +129,7 @@ class UNet(BaseTask):
         for name, value in (("use_bce_loss", use_bce_loss), ("use_dice_loss", use_dice_loss)):
             if not isinstance(value, bool):
                 raise InvalidParameterError(f"{owner}: {name!r} must be True or False; got {value!r}.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-            raise InvalidParameterError(f"{owner}: 'num_classes' must be an int >= 2 (background included); "
-                                        f"got {num_classes!r}.")
+        check_int(owner, "num_classes", num_classes, 2, what="an int >= 2 (background included)")
         if (use_bce_loss or use_dice_loss) and num_classes != 2:
             raise InvalidParameterError(f"{owner}: use_bce_loss / use_dice_loss need num_classes=2 (binary "
                                         f"segmentation); got num_classes={num_classes}.")
@@ -234,7 +233,7 @@ class UNet(BaseTask):
     def default_optimizer(self, owner, net, args, steps_per_epoch):
         """PaddleX's segmenter optimizer: Momentum 0.9, L2 4e-5, polynomial decay over the run."""
         from paddleprune.tasks.optim import poly_optimizer
-        return poly_optimizer(net, args["learning_rate"], args["num_epochs"] * steps_per_epoch,
+        return poly_optimizer(net, args.learning_rate, args.num_epochs * steps_per_epoch,
                               self._lr_decay_power, self.weight_decay)
 
     def train(self, num_epochs, train_dataset, train_batch_size=2, eval_dataset=None, save_interval_epochs=1,

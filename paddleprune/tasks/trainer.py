@@ -23,6 +23,7 @@ from paddleprune.tasks.optim import resolve_optimizer, restore_optimizer
 from paddleprune.tasks.progress import format_eta, progress_bar
 from paddleprune.tasks.pruning import model_params, prune_by_sensitivities, resolve_sensitivities_file
 from paddleprune.tasks.vdl import VdlLogger
+from paddleprune.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def _read_resume(owner, task, path):
     if info["Model"] != type(task).__name__:
         raise InvalidParameterError(f"{owner}: 'resume_checkpoint' {path} holds a {info['Model']}, "
                                     f"not a {type(task).__name__}.")
-    if info["_init_params"] != ckpt.to_plain(task.get_params()):
+    if info["_init_params"] != to_plain(task.get_params()):
         raise InvalidParameterError(f"{owner}: 'resume_checkpoint' {path} was made with {info['_init_params']}, "
                                     f"this model has {task.get_params()}.")
     if not os.path.isfile(os.path.join(path, "model.pdopt")):
@@ -85,44 +86,44 @@ def _read_resume(owner, task, path):
 def _build_network(task, owner, a):
     """Returns (net, resume info or None, prune info or None)."""
     net = task.build_net()
-    if a["resume_checkpoint"] is not None:
-        info = _read_resume(owner, task, a["resume_checkpoint"])
-        if a["pretrain_weights"] is not None or a["sensitivities_file"] is not None:
+    if a.resume_checkpoint is not None:
+        info = _read_resume(owner, task, a.resume_checkpoint)
+        if a.pretrain_weights is not None or a.sensitivities_file is not None:
             logger.info("%s: resuming from %s; its weights and pruning record replace 'pretrain_weights' "
-                        "and 'sensitivities_file'", owner, a["resume_checkpoint"])
+                        "and 'sensitivities_file'", owner, a.resume_checkpoint)
         ckpt.apply_prune_info(net, info)
-        state = ckpt.read_params(os.path.join(a["resume_checkpoint"], "model.pdparams"))
+        state = ckpt.read_params(os.path.join(a.resume_checkpoint, "model.pdparams"))
         problems = ckpt.state_problems(state, net)
         if problems:
             raise InvalidParameterError(f"{owner}: 'resume_checkpoint' weights do not fit: " + "; ".join(problems))
         net.set_state_dict(state)
         return net, info, info.get("prune")
     prune_info, pre = None, None
-    if a["pretrain_weights"] is not None:
-        pre = ckpt.load_pretrain(task, net, a["pretrain_weights"], owner)
+    if a.pretrain_weights is not None:
+        pre = ckpt.load_pretrain(task, net, a.pretrain_weights, owner)
         if pre is not None and pre["status"] == "Prune":
             prune_info = dict(pre["prune"])
     else:
         logger.info("%s: pretrain_weights=None, the network starts from random weights (PaddleX's default is "
                     "'IMAGENET'; pass it for Paddle's published ImageNet weights)", owner)
-    sen_file = resolve_sensitivities_file(owner, a["sensitivities_file"], task.sensitivity_key(),
+    sen_file = resolve_sensitivities_file(owner, a.sensitivities_file, task.sensitivity_key(),
                                           model_params=model_params(task), input_shape=task.input_shape,
                                           num_classes=task.num_classes, net_class=type(net).__name__)
     if sen_file is not None:
-        if a["pretrain_weights"] is None:
+        if a.pretrain_weights is None:
             logger.warning("%s: pruning a network without 'pretrain_weights': the L1 norms of random weights "
                            "say nothing about which filters matter", owner)
         if pre is not None and pre["status"] == "Prune" and list(pre["prune"]["input_shape"]) != task.input_shape:
             raise InvalidParameterError(
                 f"{owner}: the pruned 'pretrain_weights' were traced at {pre['prune']['input_shape']} but this "
                 f"data gives {task.input_shape}; use transforms with the same output size.")
-        result = prune_by_sensitivities(owner, net, task.input_shape, sen_file, a["eval_metric_loss"],
-                                        round_to=a["prune_round_to"])
+        result = prune_by_sensitivities(owner, net, task.input_shape, sen_file, a.eval_metric_loss,
+                                        round_to=a.prune_round_to)
         if result["records"]:
             prune_info = {"input_shape": list(task.input_shape),
                           "records": (prune_info or {}).get("records", []) + result["records"],
                           "sensitivities_file": os.path.abspath(sen_file),
-                          "eval_metric_loss": a["eval_metric_loss"], "round_to": a["prune_round_to"],
+                          "eval_metric_loss": a.eval_metric_loss, "round_to": a.prune_round_to,
                           "flops_before": result["flops_before"], "flops_after": result["flops_after"]}
     return net, None, prune_info
 
@@ -138,50 +139,51 @@ def _evaluate(task, eval_ds, batch_size, epoch, vdl):
 
 
 def fit(task, a):
-    """Run training for ``task`` with the validated ``train()`` arguments ``a`` (a dict)."""
+    """Run training for ``task`` with the checked ``train()`` arguments ``a`` (a
+    :class:`~paddleprune.tasks.params.TrainOptions`)."""
     owner = f"{type(task).__name__}.train"
-    train_ds, eval_ds = a["train_dataset"], a["eval_dataset"]
+    train_ds, eval_ds = a.train_dataset, a.eval_dataset
     _prepare_data(task, owner, train_ds, eval_ds)
     net, resume, prune_info = _build_network(task, owner, a)
     task.net, task.prune_info = net, prune_info
     task.status = "Prune" if prune_info else "Normal"
     seed = int(np.random.randint(0, 2**31 - 1))
-    sampler = EpochBatches(len(train_ds), a["train_batch_size"], seed)
+    sampler = EpochBatches(len(train_ds), a.train_batch_size, seed)
     loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0,
                                   collate_fn=task.collate_fn("train"))
     steps = len(sampler)
-    opt = resolve_optimizer(owner, a["optimizer"], net) or task.default_optimizer(owner, net, a, steps)
+    opt = resolve_optimizer(owner, a.optimizer, net) or task.default_optimizer(owner, net, a, steps)
     start, global_step, best = 1, 0, None
     if resume is not None:
-        path = os.path.join(a["resume_checkpoint"], "model.pdopt")
+        path = os.path.join(a.resume_checkpoint, "model.pdopt")
         state = ckpt.read_params(path, return_numpy=True)
         global_step = restore_optimizer(opt, net, state, path)
         seed = sampler.seed = int(state.get("train_seed", seed))
         start = int(resume.get("completed_epochs", 0)) + 1
-        best_dir = os.path.join(a["save_dir"], "best_model")
+        best_dir = os.path.join(a.save_dir, "best_model")
         if os.path.isfile(os.path.join(best_dir, "model.yml")):
             best = next(iter((ckpt.read_model_info(best_dir)["_Attributes"].get("eval_metrics") or {}).values()), None)
-        logger.info("%s: resumed from %s after epoch %d (global step %d)", owner, a["resume_checkpoint"],
+        logger.info("%s: resumed from %s after epoch %d (global step %d)", owner, a.resume_checkpoint,
                     start - 1, global_step)
-    if start > a["num_epochs"]:
+    if start > a.num_epochs:
         logger.warning("%s: the checkpoint already completed %d epochs (num_epochs=%d); nothing to train",
-                       owner, start - 1, a["num_epochs"])
+                       owner, start - 1, a.num_epochs)
         task.completed_epochs = start - 1
         return
     scheduler = opt._learning_rate if isinstance(opt._learning_rate, paddle.optimizer.lr.LRScheduler) else None
-    stopper = EarlyStop(a["early_stop_patience"], 1e-4, best) if a["early_stop"] else None
-    vdl_dir = os.path.join(a["save_dir"], "vdl_log") if a["use_vdl"] else None
-    total = (a["num_epochs"] - start + 1) * steps
+    stopper = EarlyStop(a.early_stop_patience, 1e-4, best) if a.early_stop else None
+    vdl_dir = os.path.join(a.save_dir, "vdl_log") if a.use_vdl else None
+    total = (a.num_epochs - start + 1) * steps
     done, t_start, eval_time, n_evals = 0, time.perf_counter(), 0.0, 0
     with VdlLogger(vdl_dir) as vdl:
-        for epoch in range(start, a["num_epochs"] + 1):
+        for epoch in range(start, a.num_epochs + 1):
             sampler.epoch = epoch
             if hasattr(task.train_transforms, "seed"):
                 task.train_transforms.seed([seed, epoch])
             if hasattr(task.train_transforms, "set_epoch"):
                 task.train_transforms.set_epoch(epoch)
             net.train()
-            bar = progress_bar(steps, f"epoch {epoch}/{a['num_epochs']}")
+            bar = progress_bar(steps, f"epoch {epoch}/{a.num_epochs}")
             t_epoch = time.perf_counter()
             try:
                 for step, batch in enumerate(loader, 1):
@@ -200,17 +202,17 @@ def fit(task, a):
                     if not math.isfinite(loss_value):
                         raise InvalidParameterError(
                             f"{owner}: the loss became {loss_value} at epoch {epoch} step {step}; lower "
-                            f"'learning_rate' ({a['learning_rate']}) or check the data.")
+                            f"'learning_rate' ({a.learning_rate}) or check the data.")
                     bar.update(1)
-                    if step % a["log_interval_steps"] == 0 or step == steps:
+                    if step % a.log_interval_steps == 0 or step == steps:
                         values = {"loss": loss_value, **task.step_metrics(outputs, targets), "lr": lr}
                         vdl.train_step(values, global_step)
                         per_step = (time.perf_counter() - t_start - eval_time) / done
-                        evals_left = sum(1 for e in range(epoch, a["num_epochs"] + 1)
-                                         if e % a["save_interval_epochs"] == 0 or e == a["num_epochs"])
+                        evals_left = sum(1 for e in range(epoch, a.num_epochs + 1)
+                                         if e % a.save_interval_epochs == 0 or e == a.num_epochs)
                         eta = per_step * (total - done) + (eval_time / max(n_evals, 1)) * evals_left
                         logger.info("[TRAIN] Epoch=%d/%d, Step=%d/%d, %s, time_each_step=%.2fs, eta=%s",
-                                    epoch, a["num_epochs"], step, steps,
+                                    epoch, a.num_epochs, step, steps,
                                     ", ".join(f"{k}={v:.6g}" for k, v in values.items()), per_step,
                                     format_eta(eta))
                         bar.set_postfix_str(f"loss={loss_value:.4f}")
@@ -218,22 +220,22 @@ def fit(task, a):
                 bar.close()
             logger.info("[TRAIN] Epoch %d finished in %.1f s", epoch, time.perf_counter() - t_epoch)
             task.completed_epochs = epoch
-            if epoch % a["save_interval_epochs"] != 0 and epoch != a["num_epochs"]:
+            if epoch % a.save_interval_epochs != 0 and epoch != a.num_epochs:
                 continue
             metrics = None
             if eval_ds is not None:
-                metrics, seconds = _evaluate(task, eval_ds, a["train_batch_size"], epoch, vdl)
+                metrics, seconds = _evaluate(task, eval_ds, a.train_batch_size, epoch, vdl)
                 eval_time, n_evals = eval_time + seconds, n_evals + 1
                 task.eval_metrics = metrics
-            epoch_dir = ckpt.save_model_dir(task, os.path.join(a["save_dir"], f"epoch_{epoch}"), opt,
+            epoch_dir = ckpt.save_model_dir(task, os.path.join(a.save_dir, f"epoch_{epoch}"), opt,
                                             global_step, metrics, train_seed=seed)
             if metrics is not None:
                 primary, score = next(iter(metrics.items()))
                 if best is None or score > best:
                     best = score
-                    ckpt.copy_model_dir(epoch_dir, os.path.join(a["save_dir"], "best_model"))
+                    ckpt.copy_model_dir(epoch_dir, os.path.join(a.save_dir, "best_model"))
                     logger.info("[EVAL] best %s so far: %.6f (epoch %d), saved to best_model", primary, score, epoch)
                 if stopper is not None and stopper(score):
                     logger.info("%s: early stop at epoch %d (%s did not improve for %d evaluations)", owner,
-                                epoch, primary, a["early_stop_patience"])
+                                epoch, primary, a.early_stop_patience)
                     break

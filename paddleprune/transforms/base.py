@@ -20,17 +20,12 @@ import numbers
 import numpy as np
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.utils.checks import check_int
+from paddleprune.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Transform", "RandomTransform", "Compose", "build_from_config", "to_chw"]
-
-
-def _check_int(owner, name, value, low=1):
-    """Raise unless ``value`` is an ``int`` (not bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise InvalidParameterError(f"{owner}: {name!r} must be an int >= {low}; got {value!r}.")
-    return int(value)
 
 
 def _check_size(owner, name, value):
@@ -43,7 +38,7 @@ def _check_size(owner, name, value):
                 f"{owner}: {name!r} must be an int >= 1 or a pair [width, height] of such ints; "
                 f"got {value!r}.")
         return [int(v) for v in value]
-    return _check_int(owner, name, value)
+    return check_int(owner, name, value)
 
 
 def _check_triple(owner, name, value, positive=False):
@@ -56,15 +51,6 @@ def _check_triple(owner, name, value, positive=False):
         what = "3 positive numbers" if positive else "3 numbers"
         raise InvalidParameterError(f"{owner}: {name!r} must be a list of {what}; got {value!r}.")
     return [float(v) for v in value]
-
-
-def _plain(value):
-    """Turn tuples / numpy scalars into YAML-friendly lists and Python numbers."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return copy.deepcopy(value)
 
 
 def to_chw(image):
@@ -106,7 +92,7 @@ class Transform(abc.ABC):
             ``{argument name: value}`` for every argument of ``__init__``.
         """
         sig = inspect.signature(type(self).__init__)
-        return {name: _plain(getattr(self, name)) for name in sig.parameters
+        return {name: to_plain(getattr(self, name)) for name in sig.parameters
                 if name != "self" and sig.parameters[name].kind is not inspect.Parameter.VAR_KEYWORD}
 
     def to_config(self):

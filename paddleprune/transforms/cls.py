@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from paddleprune.errors import InvalidParameterError
-from paddleprune.transforms.base import (Compose, RandomTransform, Transform, _check_int,
+from paddleprune.transforms.base import (Compose, RandomTransform, Transform,
                                          _check_size, _check_triple, build_from_config)
-from paddleprune.utils.checks import check_choice, check_interval
+from paddleprune.utils.checks import check_choice, check_int, check_interval
 
 __all__ = ["Compose", "Resize", "ResizeByShort", "CenterCrop", "RandomCrop",
            "RandomHorizontalFlip", "RandomDistort", "Normalize", "build_transforms"]
@@ -82,7 +82,7 @@ class ResizeByShort(Transform):
     """
 
     def __init__(self, short_size=256, max_size=-1):
-        self.short_size = _check_int("ResizeByShort", "short_size", short_size)
+        self.short_size = check_int("ResizeByShort", "short_size", short_size)
         if isinstance(max_size, bool) or not isinstance(max_size, int):
             raise InvalidParameterError(
                 f"ResizeByShort: 'max_size' must be an int (<= 0 for no cap); got {max_size!r}.")
@@ -113,7 +113,7 @@ class CenterCrop(Transform):
     """
 
     def __init__(self, crop_size=224):
-        self.crop_size = _check_int("CenterCrop", "crop_size", crop_size)
+        self.crop_size = check_int("CenterCrop", "crop_size", crop_size)
 
     def __call__(self, sample):
         im = sample["image"]
@@ -145,7 +145,7 @@ class RandomCrop(RandomTransform):
     """
 
     def __init__(self, crop_size=224, lower_scale=0.08, lower_ratio=3. / 4, upper_ratio=4. / 3):
-        self.crop_size = _check_int("RandomCrop", "crop_size", crop_size)
+        self.crop_size = check_int("RandomCrop", "crop_size", crop_size)
         self.lower_scale = check_interval("RandomCrop", "lower_scale", lower_scale, 0, 1, "right")
         self.lower_ratio = check_interval("RandomCrop", "lower_ratio", lower_ratio, 0, math.inf)
         self.upper_ratio = check_interval("RandomCrop", "upper_ratio", upper_ratio, 0, math.inf)

@@ -29,9 +29,9 @@ import numpy as np
 from paddleprune.errors import InvalidParameterError
 from paddleprune.transforms import base
 from paddleprune.transforms import cls as _cls
-from paddleprune.transforms.base import RandomTransform, _check_int, _check_triple, build_from_config
+from paddleprune.transforms.base import RandomTransform, _check_triple, build_from_config
 from paddleprune.transforms.cls import Normalize
-from paddleprune.utils.checks import check_interval
+from paddleprune.utils.checks import check_int, check_interval
 
 __all__ = ["Compose", "MixupImage", "RandomDistort", "RandomExpand", "RandomCrop", "Resize",
            "RandomHorizontalFlip", "Normalize", "build_transforms"]
@@ -131,7 +131,7 @@ class MixupImage(RandomTransform):
     def __init__(self, alpha=1.5, beta=1.5, mixup_epoch=-1):
         self.alpha = check_interval("MixupImage", "alpha", alpha, 0, math.inf)
         self.beta = check_interval("MixupImage", "beta", beta, 0, math.inf)
-        self.mixup_epoch = _check_int("MixupImage", "mixup_epoch", mixup_epoch, low=-1)
+        self.mixup_epoch = check_int("MixupImage", "mixup_epoch", mixup_epoch, low=-1)
 
     def set_epoch(self, epoch):
         """Set the running training epoch (counted from 1; 1 until called).
@@ -146,7 +146,7 @@ class MixupImage(RandomTransform):
         MixupImage
             ``self``.
         """
-        self._epoch = _check_int("MixupImage.set_epoch", "epoch", epoch)
+        self._epoch = check_int("MixupImage.set_epoch", "epoch", epoch)
         return self
 
     @property
@@ -314,7 +314,7 @@ class RandomCrop(RandomTransform):
                 f"RandomCrop: 'thresholds' must be a non-empty list of numbers in [0, 1]; got {thresholds!r}.")
         self.thresholds = [float(t) for t in thresholds]
         self.scaling = _check_range(owner, "scaling", scaling, 0, 1)
-        self.num_attempts = _check_int(owner, "num_attempts", num_attempts)
+        self.num_attempts = check_int(owner, "num_attempts", num_attempts)
         self.allow_no_crop = _check_bool(owner, "allow_no_crop", allow_no_crop)
         self.cover_all_box = _check_bool(owner, "cover_all_box", cover_all_box)
 

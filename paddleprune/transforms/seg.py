@@ -19,11 +19,11 @@ import numpy as np
 
 from paddleprune.errors import InvalidParameterError
 from paddleprune.transforms import cls as _cls
-from paddleprune.transforms.base import (Compose, RandomTransform, Transform, _check_int, _check_size,
+from paddleprune.transforms.base import (Compose, RandomTransform, Transform, _check_size,
                                          _check_triple, build_from_config)
 from paddleprune.transforms.cls import _resize
 from paddleprune.transforms.det import RandomDistort
-from paddleprune.utils.checks import check_choice, check_interval
+from paddleprune.utils.checks import check_choice, check_int, check_interval
 
 __all__ = ["Compose", "RandomHorizontalFlip", "RandomVerticalFlip", "Resize", "ResizeByLong",
            "ResizeByShort", "ResizeRangeScaling", "ResizeStepScaling", "Padding", "RandomPaddingCrop",
@@ -64,7 +64,7 @@ def _set_fills(op, im_padding_value, label_padding_value):
     """Validate and store ``op.im_padding_value`` (3 numbers) and ``op.label_padding_value`` (0-255)."""
     owner = type(op).__name__
     op.im_padding_value = _check_triple(owner, "im_padding_value", im_padding_value)
-    if _check_int(owner, "label_padding_value", label_padding_value, low=0) > 255:
+    if check_int(owner, "label_padding_value", label_padding_value, low=0) > 255:
         raise InvalidParameterError(
             f"{owner}: 'label_padding_value' must be an int in [0, 255]; got {label_padding_value!r}.")
     op.label_padding_value = int(label_padding_value)
@@ -168,7 +168,7 @@ class ResizeByLong(_ScaleResize):
     """Resize so the long side is ``long_size`` (an int >= 1), keeping the aspect ratio."""
 
     def __init__(self, long_size):
-        self.long_size = _check_int("ResizeByLong", "long_size", long_size)
+        self.long_size = check_int("ResizeByLong", "long_size", long_size)
 
     def _scale(self, h, w):
         return self.long_size / max(h, w)
@@ -185,8 +185,8 @@ class ResizeRangeScaling(_ScaleResize, RandomTransform):
     """
 
     def __init__(self, min_value=400, max_value=600):
-        self.min_value = _check_int("ResizeRangeScaling", "min_value", min_value)
-        self.max_value = _check_int("ResizeRangeScaling", "max_value", max_value, low=self.min_value)
+        self.min_value = check_int("ResizeRangeScaling", "min_value", min_value)
+        self.max_value = check_int("ResizeRangeScaling", "max_value", max_value, low=self.min_value)
 
     def _scale(self, h, w):
         long_size = self.max_value

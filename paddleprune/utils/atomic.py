@@ -1,8 +1,17 @@
-"""Write files atomically: a temp file in the same folder, then ``os.replace``."""
+"""Write files and folders atomically: build them under a temp name in the same folder,
+then rename them into place (``os.replace`` for a file, :func:`replace_dir` for a folder)."""
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
+
+
+def default_mode(mode=0o777):
+    """``mode`` masked by the process umask (what ``open``/``makedirs`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 @contextmanager
@@ -15,9 +24,7 @@ def atomic_open(path, mode="w", **kwargs):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the file the usual permissions
+    os.chmod(tmp, default_mode(0o666))  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -39,3 +46,36 @@ def atomic_write_text(path, text):
 def atomic_write_json(path, obj, indent=2):
     """Write ``obj`` as JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+@contextmanager
+def staging_dir(path):
+    """A new empty folder ``.<name>.tmp-XXXX`` beside folder ``path`` (the parent is created)
+    to build ``path``'s contents in; if the block raises, it is removed with what it holds.
+
+    It has the permissions ``os.makedirs`` would give (``mkdtemp`` makes 0700)."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".tmp-", dir=parent)
+    os.chmod(tmp, default_mode())
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_dir(tmp, path):
+    """Put folder ``tmp`` at ``path`` by renames only: an existing ``path`` is first moved
+    into a new hidden folder beside it, which is deleted afterwards (also if the rename of
+    ``tmp`` fails)."""
+    old = None
+    if os.path.lexists(path):
+        old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".old-", dir=os.path.dirname(path))
+        os.rename(path, os.path.join(old, "d"))
+    try:
+        os.rename(tmp, path)
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -5,6 +5,15 @@ import numbers
 from paddleprune.errors import InvalidParameterError
 
 
+def check_int(owner, name, value, low=1, *, allow=(), what=None):
+    """Raise unless ``value`` is an int (not bool) ``>= low`` or one of ``allow``; returns ``int(value)``.
+
+    The message says ``'name' must be <what>``; ``what`` defaults to ``an int >= <low>``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (value < low and value not in allow):
+        raise InvalidParameterError(f"{owner}: {name!r} must be {what or f'an int >= {low}'}; got {value!r}.")
+    return int(value)
+
+
 def check_interval(owner, name, value, low, high, closed="neither"):
     """Raise unless ``low < value < high`` (ends included per ``closed``:
     'neither', 'left', 'right' or 'both')."""
