@@ -104,6 +104,60 @@ def _cmd_visualize(args):
     return 0
 
 
+def _input_size(text):
+    try:
+        w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W,H such as 224,224; got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"W and H must be positive; got {text!r}")
+    return [w, h]
+
+
+def _cmd_export(args):
+    from paddleprune.deploy.export import export_model
+    files = export_model(args.model_dir, args.save_dir, args.format, args.fixed_input_shape)
+    print("wrote " + ", ".join(files))
+    return 0
+
+
+def _cmd_benchmark(args):
+    import json
+
+    from paddleprune.deploy.benchmark import benchmark, to_table
+    result = benchmark(args.model_dirs, batches=args.batch, threads=args.threads, backends=args.backends,
+                       warmup=args.warmup, repeats=args.repeats)
+    print(json.dumps(result, indent=2) if args.json else to_table(result))
+    return 0
+
+
+def _add_deploy_parsers(sub):
+    e = sub.add_parser("export", help="export a trained model for deployment (PaddleX's --export_inference)",
+                       description="Write Paddle Inference files (model.json, model.pdiparams) and/or model.onnx, "
+                                   "plus a model.yml (status: Infer, transforms, labels) that "
+                                   "paddleprune.deploy.Predictor reads alone.")
+    e.add_argument("--model-dir", required=True, help="a folder saved by train(): best_model or epoch_N")
+    e.add_argument("--save-dir", required=True, help="output folder (created; other files in it are kept)")
+    e.add_argument("--format", default="paddle", choices=["paddle", "onnx", "both"],
+                   help="paddle: model.json + model.pdiparams; onnx: model.onnx (paddle2onnx); both (default paddle)")
+    e.add_argument("--fixed-input-shape", type=_input_size, default=None, metavar="W,H",
+                   help="fixed input width,height, e.g. 224,224 (default: dynamic batch, height and width)")
+    e.set_defaults(func=_cmd_export)
+
+    b = sub.add_parser("benchmark", help="latency (median, p90), size, params and FLOPs of exported models",
+                       description="Time exported model folders (paddleprune export) interleaved, per backend "
+                                   "and batch size; the first folder is the reference of the ratios.")
+    b.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR", help="exported folders with the same input size")
+    b.add_argument("--batch", type=int, nargs="+", default=[1], metavar="N", help="batch sizes (default 1)")
+    b.add_argument("--threads", type=int, default=2, help="math / intra-op threads per backend (default 2)")
+    b.add_argument("--backends", nargs="+", default=["paddle_inference", "onnxruntime"],
+                   choices=["paddle_inference", "onnxruntime"], help="backends to time (default both)")
+    b.add_argument("--warmup", type=int, default=10, help="untimed runs per model (default 10)")
+    b.add_argument("--repeats", type=int, default=50, help="timed runs per model (default 50)")
+    b.add_argument("--json", action="store_true", help="print the full result as JSON instead of a table")
+    b.set_defaults(func=_cmd_benchmark)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="paddleprune",
@@ -183,6 +237,7 @@ def build_parser():
     v.add_argument("--num-classes", type=int, default=1000)
     v.add_argument("--input-size", type=int, default=224)
     v.set_defaults(func=_cmd_visualize)
+    _add_deploy_parsers(sub)
     return parser
 
 

@@ -6,8 +6,8 @@ import os
 import re
 import warnings
 
-from paddleprune.deploy.common import (MODEL_FILENAME, ONNX_FILENAME, check_input_shape, check_net,
-                                       inference_files, require)
+from paddleprune.deploy.common import (MODEL_FILENAME, ONNX_FILENAME, PARAMS_FILENAME, check_input_shape,
+                                       check_net, inference_files, require)
 from paddleprune.errors import InvalidParameterError, UnsupportedOpError
 from paddleprune.utils.atomic import atomic_open, replace_dir, staging_dir
 
@@ -180,4 +180,50 @@ def export_onnx(save_dir, onnx_path=None, opset=13):
     return onnx_path
 
 
-__all__ = ["export_inference_model", "export_onnx", "preserved_layer_state"]
+EXPORT_FORMATS = ("paddle", "onnx", "both")
+
+
+def export_model(model_dir, save_dir, fmt="paddle", fixed_input_shape=None):
+    """Export a model saved by ``train()`` for deployment (``paddleprune export``; PaddleX's
+    ``paddlex --export_inference``): the task's ``export_inference_model`` (``model.json``,
+    ``model.pdiparams``, ``model.yml`` with ``status: Infer``), converted to ``model.onnx`` for
+    ``fmt`` 'onnx' or 'both' ('onnx' then removes the Paddle files).
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        ``best_model`` or ``epoch_N`` folder.
+    save_dir : str or os.PathLike
+    fmt : {'paddle', 'onnx', 'both'}
+    fixed_input_shape : [width, height], optional
+        Default: dynamic batch, height and width.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    InvalidParameterError, DataNotFoundError, DataFormatError, UnsupportedOpError
+        A bad argument, a missing or malformed model folder, an unconvertible program.
+    """
+    from paddleprune.tasks.checkpoint import load_model
+
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidParameterError(f"export_model: 'fmt' must be one of {list(EXPORT_FORMATS)}; got {fmt!r}.")
+    task = load_model(model_dir)
+    save_dir = task.export_inference_model(save_dir, fixed_input_shape=fixed_input_shape)
+    files = [os.path.join(save_dir, n) for n in (MODEL_FILENAME, PARAMS_FILENAME, "model.yml")]
+    if fmt in ("onnx", "both"):
+        files.append(export_onnx(save_dir))
+    elif os.path.exists(os.path.join(save_dir, ONNX_FILENAME)):   # would no longer match the Paddle files
+        os.remove(os.path.join(save_dir, ONNX_FILENAME))
+    if fmt == "onnx":
+        for path in files[:2]:
+            os.remove(path)
+        files = files[2:]
+    return files
+
+
+__all__ = ["EXPORT_FORMATS", "export_inference_model", "export_model", "export_onnx", "preserved_layer_state"]

@@ -21,9 +21,19 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("paddle_inference", "onnxruntime", "dygraph")
 
-# oneDNN/PIR fuses conv+BN+LeakyReLU into a FusedConv2dOp whose Build segfaults
-# (reference/paddle3_feasibility.md section 5); these two passes create it.
-ONEDNN_DELETED_PASSES = ("conv2d_bn_onednn_fuse_pass", "conv2d_bias_bn_onednn_fuse_pass")
+# oneDNN/PIR segfaults building the FusedConv2dOp of conv(+BN)+leaky_relu (reference/
+# paddle3_feasibility.md section 5). Deleting the activation fuse pass avoids it and keeps the BN
+# folds: deleting "conv2d_bn_onednn_fuse_pass" / "conv2d_bias_bn_onednn_fuse_pass" instead (as
+# before issue #14) left every BN unfolded and made MobileNetV2 2.2x slower at batch 1
+# (benchmarks/paddle_inference_overhead.py). Deleted only for programs holding leaky_relu.
+ONEDNN_DELETED_PASSES = ("conv_activation_onednn_fuse_pass",)
+
+
+def onednn_deleted_passes(model_file):
+    """The oneDNN passes to delete for ``model_file``: :data:`ONEDNN_DELETED_PASSES` when the
+    program holds a leaky_relu, else none."""
+    with open(model_file, encoding="utf-8") as f:
+        return ONEDNN_DELETED_PASSES if '.leaky_relu"' in f.read() else ()
 
 
 def check_backends(owner, backends):
@@ -111,7 +121,7 @@ class PaddleInferenceRunner:
         config.set_cpu_math_library_num_threads(threads)
         if onednn:
             config.enable_mkldnn()
-            for name in ONEDNN_DELETED_PASSES:
+            for name in onednn_deleted_passes(model_file):
                 config.delete_pass(name)
         else:
             config.disable_mkldnn()  # Paddle 3.3 CPU builds turn oneDNN on by default

@@ -41,8 +41,8 @@ upsample                                Paddle Inference + oneDNN [1]    paddle2
                                                                          ir::FloatAttribute``)
 ======================================  ===============================  ===============================
 
-[1] with :data:`paddleprune.deploy.runners.ONEDNN_DELETED_PASSES` deleted; with those passes kept
-both modes also ran (2e-6). Both ``F.interpolate`` forms run in Paddle Inference with oneDNN off.
+[1] with ``conv2d_bn_onednn_fuse_pass`` and ``conv2d_bias_bn_onednn_fuse_pass`` deleted (the runner's
+setting before issue #14); with those passes kept (the runner's setting now) both modes also ran (2e-6). Both ``F.interpolate`` forms run in Paddle Inference with oneDNN off.
 Label maps (argmax) were identical everywhere it ran, for the original and a 50 % pruned network.
 Cost: in dygraph the basic-op upsample is slower than ``F.interpolate`` (a train step of batch 8 at
 128x128, scale 0.125, took ~0.83 s against ~0.71 s on 2 cores).

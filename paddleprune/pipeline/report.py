@@ -41,27 +41,23 @@ def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=
 
 
 def time_models(dirs, input_shape, batches, sample_feeds=None):
-    """Median latency (ms) of exported models, interleaved, per backend and batch size;
+    """Median latency (ms) of exported models, interleaved, per backend and batch size
+    (:func:`paddleprune.deploy.benchmark.time_exported`, as ``paddleprune benchmark``);
     ``sample_feeds(shape)`` gives the inputs for an image batch of ``shape`` (default: the
     image alone)."""
-    from paddleprune.deploy import compare_latency
+    from paddleprune.deploy.benchmark import time_exported
+    from paddleprune.deploy.runners import sample_input
+
+    def feeds_for(batch):
+        shape = [batch] + list(input_shape[1:])
+        return sample_feeds(shape) if sample_feeds is not None else [sample_input(shape)]
+
     table = {}
-    for backend, label, options in (("paddle_inference", "Paddle Inference (oneDNN, 2 threads)", {"onednn": True}),
-                                    ("onnxruntime", "ONNX Runtime (2 threads)", {})):
-        for batch in batches:
-            shape = [batch] + list(input_shape[1:])
-            feeds = sample_feeds(shape) if sample_feeds is not None else None
-            timing = compare_latency(dirs, shape, backends=(backend,), feeds=feeds, **options)[backend]
-            if "error" in timing and options.get("onednn"):   # oneDNN under PIR cannot run some ops
-                logger.warning("oneDNN latency failed (%s); measuring without oneDNN", timing["error"])
-                label, options = "Paddle Inference (no oneDNN, 2 threads)", {"onednn": False}
-                timing = compare_latency(dirs, shape, backends=(backend,), feeds=feeds, **options)[backend]
-            if "error" in timing:
-                logger.warning("%s latency at batch %d failed: %s", label, batch, timing["error"])
-                continue
+    for label, by_batch in time_exported(dirs, feeds_for, batches).items():
+        for batch, timing in by_batch.items():
             row = {name: round(s["median_ms"], 3) for name, s in timing["models"].items()}
             row["ratio"] = {name: round(r, 3) for name, r in timing["paired_ratio"].items()}
-            table.setdefault(label, {})[str(batch)] = row
+            table.setdefault(label, {})[batch] = row
     return table
 
 

@@ -159,6 +159,38 @@ class BaseTask(abc.ABC):
         import numpy as np
         return [np.random.default_rng(seed).random(image_shape, dtype=np.float32)]
 
+    #: False when the exported model's ONNX form runs one image at a time (detection: paddle2onnx
+    #: converts multi-class NMS correctly at batch 1 only)
+    onnx_batch = True
+
+    def predict_inputs(self, owner, images, transforms=None):
+        """``(feeds, context)`` for ``predict``: one array per exported input (the images read
+        and transformed with ``transforms`` or ``eval_transforms``) and what
+        :meth:`predict_results` needs to undo the transforms."""
+        transforms = transforms if transforms is not None else self.eval_transforms
+        if transforms is None:
+            raise InvalidParameterError(f"{owner}: the model has no eval_transforms; pass 'transforms'.")
+        return self._predict_inputs(owner, images, transforms)
+
+    def _predict_inputs(self, owner, images, transforms):
+        raise NotImplementedError
+
+    def predict_results(self, outputs, context, **options):
+        """One ``predict`` result per image from the exported outputs (numpy arrays, in
+        ``export_outputs`` order) of :meth:`predict_inputs`' feeds."""
+        raise NotImplementedError
+
+    def run_export_layer(self, feeds):
+        """The exported layer's outputs (numpy) for ``feeds``, run in dygraph (eval, no grad)."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with paddle.no_grad():
+                outs = self.export_layer()(*[paddle.to_tensor(f) for f in feeds])
+        finally:
+            self.net.train(was_training)
+        return [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+
     def step_metrics(self, outputs, labels):
         """Extra scalars logged with the loss during training (e.g. ``acc1``)."""
         return {}
@@ -443,6 +475,11 @@ class BaseTask(abc.ABC):
         info["status"] = "Infer"
         info.pop("prune", None)
         info["_Attributes"]["fixed_input_shape"] = list(fixed_input_shape) if fixed_input_shape else None
+        if self.input_shape:   # read by `paddleprune benchmark`: the exported program has no dygraph net
+            from paddleprune.prune import count_params, dygraph_flops
+            flops_shape = [1, channels] + (shape[2:] if fixed_input_shape else list(self.input_shape[2:]))
+            info["_Attributes"].update(params=int(count_params(self.net)),
+                                       flops=int(dygraph_flops(self.net, flops_shape)), flops_input_shape=flops_shape)
         info["_ModelInputsOutputs"] = {"inputs": [[name, [-1 if d is None else d for d in dims]]
                                                   for name, dims, _ in inputs],
                                        "outputs": list(self.export_outputs)}

@@ -4,7 +4,6 @@ import copy
 import logging
 
 import numpy as np
-import paddle
 import paddle.nn.functional as F
 
 from paddleprune.errors import InvalidParameterError
@@ -76,21 +75,24 @@ class BaseClassifier(BaseTask):
         """Classify several images; returns one :meth:`predict` result per image."""
         owner = f"{type(self).__name__}.predict"
         self._check_net(owner)
+        self.check_topk(owner, topk)
+        feeds, context = self.predict_inputs(owner, img_file_list, transforms)
+        return self.predict_results(self.run_export_layer(feeds), context, topk=topk)
+
+    def check_topk(self, owner, topk):
         check_int(owner, "topk", topk, 1)
         if topk > self.num_classes:
             raise InvalidParameterError(f"{owner}: 'topk' must be at most num_classes ({self.num_classes}); "
                                         f"got {topk}.")
-        transforms = transforms if transforms is not None else self.eval_transforms
-        if transforms is None:
-            raise InvalidParameterError(f"{owner}: the model has no eval_transforms; pass 'transforms'.")
-        batch = np.stack([to_chw(transforms({"image": self.read_input_image(owner, im)})["image"]) for im in img_file_list])
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with paddle.no_grad():
-                probs = F.softmax(self.net(paddle.to_tensor(batch)), axis=1).numpy()
-        finally:
-            self.net.train(was_training)
+
+    def _predict_inputs(self, owner, images, transforms):
+        batch = np.stack([to_chw(transforms({"image": self.read_input_image(owner, im)})["image"]) for im in images])
+        return [batch], None
+
+    def predict_results(self, outputs, context, topk=1):
+        logits = outputs[0].astype(np.float32)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
         results = []
         for row in probs:
             order = np.argsort(-row, kind="stable")[:topk]

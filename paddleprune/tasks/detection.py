@@ -18,7 +18,6 @@ import numbers
 
 import cv2
 import numpy as np
-import paddle
 
 from paddleprune.errors import InvalidParameterError
 from paddleprune.metrics import VOCMetric
@@ -288,27 +287,26 @@ class YOLOv3(BaseTask):
                       prune_round_to=prune_round_to)
 
     # -- prediction -------------------------------------------------------------------
+    onnx_batch = False
+
     def batch_predict(self, img_file_list, transforms=None):
         """Detect objects in several images; one :meth:`predict` result per image."""
         owner = f"{type(self).__name__}.predict"
         self._check_net(owner)
-        transforms = transforms if transforms is not None else self.eval_transforms
-        if transforms is None:
-            raise InvalidParameterError(f"{owner}: the model has no eval_transforms; pass 'transforms'.")
+        feeds, context = self.predict_inputs(owner, img_file_list, transforms)
+        return self.predict_results(self.run_export_layer(feeds), context)
+
+    def _predict_inputs(self, owner, images, transforms):
         samples = []
-        for i, item in enumerate(img_file_list):
+        for i, item in enumerate(images):
             image = self.read_input_image(owner, item)
             samples.append(transforms({"image": image, "im_id": i,
                                        "origin_shape": np.array(image.shape[:2], np.int32)}))
-        batch = {k: paddle.to_tensor(v) for k, v in collate_detection(samples).items()}
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with paddle.no_grad():
-                bbox, bbox_num = self.postprocess(self.run_net((batch["image"],)), batch)
-        finally:
-            self.net.train(was_training)
-        bbox, counts = bbox.numpy(), bbox_num.numpy()
+        batch = collate_detection(samples)
+        return [batch["image"], batch["im_size"]], None
+
+    def predict_results(self, outputs, context):
+        bbox, counts = outputs[0], outputs[1].reshape(-1)
         results, start = [], 0
         for k in counts:
             rows = bbox[start:start + int(k)]

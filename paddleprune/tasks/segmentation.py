@@ -262,24 +262,19 @@ class UNet(BaseTask):
         """Segment several images; one :meth:`predict` result per image."""
         owner = f"{type(self).__name__}.predict"
         self._check_net(owner)
-        transforms = transforms if transforms is not None else self.eval_transforms
-        if transforms is None:
-            raise InvalidParameterError(f"{owner}: the model has no eval_transforms; pass 'transforms'.")
+        feeds, samples = self.predict_inputs(owner, img_file_list, transforms)
+        return self.predict_results(self.run_export_layer(feeds), samples)
+
+    def _predict_inputs(self, owner, images, transforms):
         samples = []
-        for item in img_file_list:
+        for item in images:
             image = self.read_input_image(owner, item)
             samples.append(transforms({"image": image, "origin_shape": np.array(image.shape[:2], np.int32)}))
-        batch = collate_segmentation(samples, self.ignore_index)
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with paddle.no_grad():
-                _, scores = scores_and_labels(self.run_net((paddle.to_tensor(batch["image"]),)), self.binary)
-        finally:
-            self.net.train(was_training)
-        scores = scores.numpy()
+        return [collate_segmentation(samples, self.ignore_index)["image"]], samples
+
+    def predict_results(self, outputs, context):
         results = []
-        for s, sample in zip(scores, samples):
+        for s, sample in zip(outputs[1], context):
             h, w = sample["image"].shape[:2]
             score_map = T.restore_label_map(s[:, :h, :w].transpose(1, 2, 0), sample.get("im_info", []))
             results.append({"label_map": np.argmax(score_map, axis=2).astype(np.int32),
