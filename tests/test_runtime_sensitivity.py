@@ -12,7 +12,7 @@ import paddle.vision.models as M
 import pytest
 
 import nets
-from engine_checks import randomize_norm_stats
+from engine_checks import fixed_eval, randomize_norm_stats
 from paddleprune.errors import InvalidParameterError, UnsupportedOpError
 from paddleprune.models.registry import get_model
 from paddleprune.prune import FilterPruner, L1NormFilterPruner
@@ -71,22 +71,6 @@ def test_masked_runtime_outputs_equal_physically_pruned_outputs(name):
     assert reused or len(groups) < 3
 
 
-def _fixed_eval(model, size=16, n_batches=3, batch=16):
-    """Fixed batches, noisy pseudo-labels and an accuracy score (streaming, as the contract says)."""
-    model.eval()
-    batches = [paddle.uniform([batch, 3, size, size], min=-1, max=1) for _ in range(n_batches)]
-    with paddle.no_grad():
-        outs = [model(b) for b in batches]
-        labels = [paddle.argmax(o + 0.3 * o.std() * paddle.randn(o.shape), axis=1) for o in outs]
-
-    def score(outputs):
-        return float(np.mean([(paddle.argmax(o, axis=1) == l).astype("float32").mean().item()
-                              for o, l in zip(outputs, labels)]))
-
-    def eval_func():
-        with paddle.no_grad():
-            return score([model(b) for b in batches])
-    return batches, score, eval_func
 
 
 def _agree(a, b):
@@ -98,7 +82,7 @@ def _agree(a, b):
                          ids=["two_branch", "mobilenet_v2"])
 def test_runtime_values_equal_naive(make, tmp_path):
     model = make()
-    batches, score, eval_func = _fixed_eval(model)
+    batches, score, eval_func = fixed_eval(model)
     pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
     targets = [g.root for g in pruner.prunable_groups()][:10]
     naive = pruner.sensitive(eval_func=eval_func, target_vars=targets, ratios=RATIOS, method="naive")
@@ -113,7 +97,7 @@ def test_runtime_values_equal_naive(make, tmp_path):
 
 def test_unconvertible_model_falls_back_to_dygraph_and_says_why(caplog, tmp_path):
     model = nets.YoloNeck()          # interpolate(scale_factor=...): paddle2onnx cannot convert it
-    batches, _, _ = _fixed_eval(model)
+    batches, _, _ = fixed_eval(model)
 
     def score(outputs):
         return float(np.mean([o.mean().item() for o in outputs]))
@@ -129,7 +113,7 @@ def test_unconvertible_model_falls_back_to_dygraph_and_says_why(caplog, tmp_path
 
 def test_opaque_eval_func_runs_in_dygraph(caplog):
     model = nets.ResidualChain()
-    batches, score, eval_func = _fixed_eval(model)
+    batches, score, eval_func = fixed_eval(model)
     pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
     with caplog.at_level(logging.INFO, logger=LOGGER):
         pruner.sensitive(eval_func=eval_func, ratios=[0.5])
@@ -142,7 +126,7 @@ def test_opaque_eval_func_runs_in_dygraph(caplog):
 
 def test_group_missing_from_the_export_is_evaluated_in_dygraph(monkeypatch, caplog):
     model = nets.TwoBranchConcat()
-    batches, score, eval_func = _fixed_eval(model)
+    batches, score, eval_func = fixed_eval(model)
     pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
     export = RuntimeEvaluator._export
 
@@ -159,7 +143,7 @@ def test_group_missing_from_the_export_is_evaluated_in_dygraph(monkeypatch, capl
 
 def test_dygraph_file_resumes_on_the_runtime(tmp_path):
     model = nets.TwoBranchConcat()
-    batches, score, _ = _fixed_eval(model)
+    batches, score, _ = fixed_eval(model)
     pruner = L1NormFilterPruner(model, [1, 3, 16, 16])
     sen_file = tmp_path / "part.json"
     targets = [g.root for g in pruner.prunable_groups()]
@@ -206,6 +190,6 @@ def test_analysis_gives_the_thread_setting_back(monkeypatch):
     monkeypatch.setattr(paddle.base.core, "set_num_threads", calls.append)
     monkeypatch.setenv("PADDLEPRUNE_THREADS", "3")
     model = nets.ResidualChain()
-    batches, score, _ = _fixed_eval(model)
+    batches, score, _ = fixed_eval(model)
     L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_batches=batches, score_fn=score, ratios=[0.5])
     assert calls[0] == 3 and calls[-1] == int(os.environ.get("OMP_NUM_THREADS") or 1)

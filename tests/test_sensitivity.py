@@ -2,35 +2,18 @@
 import json
 
 import numpy as np
-import paddle
 import paddle.vision.models as M
 import pytest
 
 import nets
+from engine_checks import fixed_eval
 from paddleprune.errors import SensitivityFileError
-from paddleprune.prune import FilterPruner, L1NormFilterPruner, dygraph_flops
+from paddleprune.prune import L1NormFilterPruner, dygraph_flops
 from paddleprune.prune.sensitivity_files import load_sensitivities
 
 RATIOS = [0.2, 0.5, 0.8]
 
 
-def fixed_eval(model, n_batches=3, batch=16, size=16, classes=None):
-    """Fixed batches, noisy pseudo-labels, and an accuracy score: a real argmax metric."""
-    paddle.seed(7)
-    model.eval()
-    batches = [paddle.uniform([batch, 3, size, size], min=-1, max=1) for _ in range(n_batches)]
-    with paddle.no_grad():
-        outs = [model(b) for b in batches]
-        labels = [paddle.argmax(o + 0.3 * o.std() * paddle.randn(o.shape), axis=1) for o in outs]
-
-    def score(outputs):
-        return float(np.mean([(paddle.argmax(o, axis=1) == l).astype("float32").mean().item()
-                              for o, l in zip(outputs, labels)]))
-
-    def eval_func():
-        with paddle.no_grad():
-            return score([model(b) for b in batches])
-    return batches, score, eval_func
 
 
 @pytest.mark.parametrize("make", [lambda: nets.TwoBranchConcat(), lambda: M.mobilenet_v2(scale=0.25, num_classes=10)],
