@@ -187,3 +187,17 @@ def test_static_pruner_defaults_to_each_tensors_own_place(on_fake_gpu, spy_write
     written = [given for _, given in spy_writes]
     assert len(written) == 2 * len(backup) and all(isinstance(g, FakeCUDAPlace) for g in written)
     assert b.value("conv4_weights").shape == (8, 8, 3, 3)
+
+
+def test_task_inference_keeps_sublayer_flags():
+    """run_export_layer (predict, Predictor checks) gives each sublayer its own flag back."""
+    from paddleprune import cls
+    task = cls.MobileNetV2(num_classes=4, scale=0.25, small_input=True)
+    task.net = task.build_net()
+    task.net.train()
+    frozen = task.net.features[1]
+    frozen.eval()
+    task.run_export_layer([np.random.rand(1, 3, 32, 32).astype("float32")])
+    in_frozen = {id(layer) for layer in frozen.sublayers(include_self=True)}
+    for layer in task.net.sublayers(include_self=True):
+        assert layer.training == (id(layer) not in in_frozen)

@@ -173,22 +173,19 @@ class BaseTask(abc.ABC):
         return self._predict_inputs(owner, images, transforms)
 
     def _predict_inputs(self, owner, images, transforms):
-        raise NotImplementedError
+        """Task hook behind :meth:`predict_inputs` (every task defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _predict_inputs: it cannot predict.")
 
     def predict_results(self, outputs, context, **options):
         """One ``predict`` result per image from the exported outputs (numpy arrays, in
         ``export_outputs`` order) of :meth:`predict_inputs`' feeds."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no predict_results: it cannot predict.")
 
     def run_export_layer(self, feeds):
         """The exported layer's outputs (numpy) for ``feeds``, run in dygraph (eval, no grad)."""
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with paddle.no_grad():
-                outs = self.export_layer()(*[paddle.to_tensor(f) for f in feeds])
-        finally:
-            self.net.train(was_training)
+        from paddleprune.prune.graph import eval_mode
+        with eval_mode(self.net), paddle.no_grad():
+            outs = self.export_layer()(*[paddle.to_tensor(f) for f in feeds])
         return [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
 
     def step_metrics(self, outputs, labels):
@@ -366,18 +363,16 @@ class BaseTask(abc.ABC):
         loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, drop_last=False,
                                       num_workers=0, collate_fn=self.collate_fn("eval"))
         metric = self.make_metric(keep_details=return_details)
-        was_training = self.net.training
-        self.net.eval()
+        from paddleprune.prune.graph import eval_mode
         bar = progress_bar(len(loader), "eval")
         try:
-            with paddle.no_grad():
+            with eval_mode(self.net), paddle.no_grad():
                 for batch in loader:
                     inputs, targets = self.split_batch(batch)
                     metric.update(self.postprocess(self.run_net(inputs), targets), targets)
                     bar.update(1)
         finally:
             bar.close()
-            self.net.train(was_training)
         result = metric.accumulate()
         return (result, metric.details()) if return_details else result
 

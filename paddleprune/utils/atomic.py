@@ -50,7 +50,7 @@ def atomic_write_json(path, obj, indent=2):
 
 @contextmanager
 def staging_dir(path):
-    """A new empty folder ``.<name>.tmp-XXXX`` beside folder ``path`` (the parent is created)
+    """A new empty folder ``.<name>.tmp-<random suffix>`` beside folder ``path`` (the parent is created)
     to build ``path``'s contents in; if the block raises, it is removed with what it holds.
 
     It has the permissions ``os.makedirs`` would give (``mkdtemp`` makes 0700)."""
