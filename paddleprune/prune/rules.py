@@ -169,10 +169,7 @@ def concat(w, r):
     if int(axis) % rank == 1:
         return w._set(r.out, Layout(tuple(s for lay in lays for s in lay.spaces),
                                     scales=tuple(sc for lay in lays for sc in lay.scales)))
-    for lay in lays[1:]:
-        if not w.sets.tie_layouts(lays[0], lay):
-            return w._unsupported(r.op, "joins tensors whose channels are concatenated differently")
-    w._set(r.out, lays[0])
+    return join(w, r)
 
 
 @rule("reshape")
