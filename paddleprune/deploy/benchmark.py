@@ -81,7 +81,8 @@ def benchmark(model_dirs, batches=(1,), threads=2, backends=BENCH_BACKENDS, warm
     DataNotFoundError, DataFormatError
         A folder that is not an exported model.
     """
-    from paddleprune.deploy.predictor import read_infer_info, task_from_info
+    from paddleprune.deploy.predictor import read_infer_info
+    from paddleprune.tasks.checkpoint import task_from_info
 
     owner = "benchmark"
     if not isinstance(model_dirs, (list, tuple)) or not model_dirs:

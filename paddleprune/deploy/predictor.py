@@ -11,14 +11,14 @@ from paddleprune.errors import DataFormatError, DataNotFoundError, InvalidParame
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Predictor", "read_infer_info", "task_from_info"]
+__all__ = ["Predictor", "read_infer_info"]
 
 PREDICTOR_BACKENDS = ("paddle", "onnxruntime")
 
 
 def read_infer_info(model_dir, owner="Predictor"):
     """The ``model.yml`` dict of an exported folder (``status: Infer``), with ``_dir`` set."""
-    import yaml
+    from paddleprune.tasks.checkpoint import parse_model_yml
 
     if not isinstance(model_dir, (str, os.PathLike)) or not os.path.isdir(model_dir):
         raise DataNotFoundError(f"{owner}: exported model folder not found: {model_dir!r}")
@@ -26,30 +26,12 @@ def read_infer_info(model_dir, owner="Predictor"):
     if not os.path.isfile(path):
         raise DataNotFoundError(f"{owner}: {path!r} not found; export the model with `paddleprune export` "
                                 "or model.export_inference_model(dir).")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        raise DataFormatError(f"not valid YAML ({exc})", path) from None
-    if not isinstance(info, dict) or any(k not in info for k in ("Model", "_init_params", "status")):
-        raise DataFormatError("expected a mapping with 'Model', '_init_params' and 'status'", path)
+    info = parse_model_yml(path)
     if info["status"] != "Infer":
         raise DataFormatError(f"status {info['status']!r}: a Predictor needs an exported model (status 'Infer'); "
                               f"run `paddleprune export --model-dir {model_dir} --save-dir OUT` first", path)
     info["_dir"] = os.fspath(model_dir)
     return info
-
-
-def task_from_info(info):
-    """The task of an exported ``model.yml`` (labels and eval transforms restored, no network)."""
-    from paddleprune.tasks.registry import get_task_class
-
-    try:
-        task = get_task_class(info["Model"])(**info["_init_params"])
-    except (InvalidParameterError, TypeError) as exc:
-        raise DataFormatError(f"cannot rebuild the model: {exc}", os.path.join(info["_dir"], "model.yml")) from None
-    task.restore_info(info)
-    return task
 
 
 class Predictor:
@@ -88,6 +70,7 @@ class Predictor:
         self.threads = check_int(owner, "threads", threads, 1)
         self.info = read_infer_info(model_dir, owner)
         self.model_dir, self.backend = os.fspath(model_dir), backend
+        from paddleprune.tasks.checkpoint import task_from_info
         self.task = task_from_info(self.info)
         self.onednn = None
         self._runner = self._open(owner, onednn)

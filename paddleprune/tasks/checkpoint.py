@@ -24,7 +24,7 @@ from paddleprune.utils.plain import to_plain
 logger = logging.getLogger(__name__)
 
 __all__ = ["MODEL_FILES", "PADDLEX_WEIGHTS", "save_model_dir", "copy_model_dir", "read_model_info", "read_params",
-           "state_problems", "load_model", "load_pretrain", "load_backbone_state",
+           "state_problems", "parse_model_yml", "task_from_info", "load_model", "load_pretrain", "load_backbone_state",
            "set_state_checked", "apply_prune_info", "to_plain"]
 
 MODEL_FILES = ("model.pdparams", "model.yml")
@@ -66,6 +66,33 @@ def copy_model_dir(src, dst):
     return dst
 
 
+def parse_model_yml(path):
+    """The ``model.yml`` mapping at ``path``, checked to hold ``Model``, ``_init_params``
+    and ``status`` (raises DataFormatError naming the file otherwise)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise DataFormatError(f"not valid YAML ({exc})", path) from None
+    if not isinstance(info, dict):
+        raise DataFormatError("expected a mapping of model fields", path)
+    for key in ("Model", "_init_params", "status"):
+        if key not in info:
+            raise DataFormatError(f"missing field {key!r}", path)
+    return info
+
+
+def task_from_info(info):
+    """The task ``model.yml``'s ``info`` describes, its labels and transforms restored (no network yet)."""
+    from paddleprune.tasks.registry import get_task_class
+    try:
+        task = get_task_class(info["Model"])(**info["_init_params"])
+    except (InvalidParameterError, TypeError) as exc:
+        raise DataFormatError(f"cannot rebuild the model: {exc}", os.path.join(info["_dir"], "model.yml")) from None
+    task.restore_info(info)
+    return task
+
+
 def read_model_info(model_dir):
     """Read and check ``model_dir/model.yml``.
 
@@ -84,16 +111,7 @@ def read_model_info(model_dir):
             raise DataNotFoundError(f"{model_dir} holds no {name}; expected a folder saved by train() "
                                     "(best_model or epoch_N)")
     path = os.path.join(model_dir, "model.yml")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        raise DataFormatError(f"not valid YAML ({exc})", path) from None
-    if not isinstance(info, dict):
-        raise DataFormatError("expected a mapping of model fields", path)
-    for key in ("Model", "_init_params", "status"):
-        if key not in info:
-            raise DataFormatError(f"missing field {key!r}", path)
+    info = parse_model_yml(path)
     if info["status"] not in ("Normal", "Prune"):
         raise DataFormatError(f"status {info['status']!r} cannot be loaded for training or evaluation; "
                               "expected 'Normal' or 'Prune'", path)
@@ -174,14 +192,8 @@ def load_model(model_dir):
         ``model.yml`` is malformed, or the weights do not fit the rebuilt network
         (the message names the missing, extra or mismatched tensors).
     """
-    from paddleprune.tasks.registry import get_task_class
     info = read_model_info(model_dir)
-    try:
-        cls = get_task_class(info["Model"])
-        task = cls(**info["_init_params"])
-    except (InvalidParameterError, TypeError) as exc:
-        raise DataFormatError(f"cannot rebuild the model: {exc}", os.path.join(info["_dir"], "model.yml")) from None
-    task.restore_info(info)
+    task = task_from_info(info)
     net = apply_prune_info(task.build_net(), info)
     path = os.path.join(info["_dir"], "model.pdparams")
     state = read_params(path)
