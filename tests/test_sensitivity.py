@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import paddle.vision.models as M
+import paddle
 import pytest
 
 import nets
@@ -99,3 +100,22 @@ def test_sensitive_prune_reaches_the_flops_target():
     reached = 1 - dygraph_flops(model, [1, 3, 16, 16]) / flops0
     assert abs(reached - plan.pruned_flops) < 1e-9
     assert 0.4 <= reached < 0.45
+
+
+def test_zero_baseline_warns_and_uses_absolute_losses(caplog):
+    model = nets.TwoBranchConcat()
+    batches, _, _ = fixed_eval(model)
+    with paddle.no_grad():
+        wrong = [(paddle.argmax(model(b), axis=1) + 1) % 5 for b in batches]    # labels the model never predicts
+
+    def score(outputs):
+        return float(np.mean([(paddle.argmax(o, axis=1) == w).astype("float32").mean().item()
+                              for o, w in zip(outputs, wrong)]))
+
+    with caplog.at_level("WARNING"):
+        table = L1NormFilterPruner(model, [1, 3, 16, 16]).sensitive(eval_batches=batches, score_fn=score,
+                                                                   ratios=RATIOS, metric="acc1")
+    assert "baseline acc1 is 0" in caplog.text and "every layer will look insensitive" in caplog.text
+    losses = [loss for points in table.values() for loss in points.values()]
+    assert all(np.isfinite(losses)) and max(losses) <= 0
+    assert min(losses) < 0                   # some pruned model hits a label: loss is -accuracy, not 0/0

@@ -30,11 +30,10 @@ from paddleprune.prune.plan import PruningPlan
 from paddleprune.prune.prefix_cache import PrefixCache
 from paddleprune.prune.runtime_eval import OUTPUT_TOLERANCE, RuntimeUnavailable, cpu_threads
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
-from paddleprune.prune.sensitivity_table import canonical_ratio
+from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss, warn_if_zero_baseline
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 METHODS = ("fast", "runtime", "dygraph", "naive")
 
 
@@ -57,13 +56,6 @@ def use_all_cores():
         yield
     finally:
         paddle.base.core.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
-
-
-def relative_loss(base, value):
-    """(base - value) / base; may be negative."""
-    if base == 0:
-        raise InvalidParameterError("sensitivity: the baseline metric is 0; a relative loss is undefined.")
-    return (base - value) / base
 
 
 def _score(score_fn, outputs):
@@ -243,6 +235,7 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
             todo = [(name, r) for name in targets for r in ratios]
         logger.info("sensitivity: baseline %s = %.6f (%.1f s); %d evaluations to go (%s method)",
                     metric, base, time.perf_counter() - t0, len(todo), evaluator.method)
+        warn_if_zero_baseline(base, metric)
         full_meta = dict(meta or {}, **expected, baseline=base, method=evaluator.method)
         bar = progress_bar(len(todo), "sensitivity")
         try:

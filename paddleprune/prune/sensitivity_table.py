@@ -16,7 +16,7 @@ from paddleprune.errors import InvalidParameterError, SensitivityFileError
 logger = logging.getLogger(__name__)
 
 __all__ = ["RATIO_DECIMALS", "DEFAULT_RATIOS", "canonical_ratio", "ratio_to_str", "normalize_sensitivities",
-           "relative_loss"]
+           "relative_loss", "warn_if_zero_baseline"]
 
 RATIO_DECIMALS = 6
 #: Pruning ratios measured by default.
@@ -24,10 +24,20 @@ DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def relative_loss(base, value):
-    """(base - value) / base; may be negative."""
+    """(base - value) / base; may be negative. With a baseline of 0 (a model that scores nothing
+    on the evaluation data) a relative loss is undefined and the absolute one, base - value, is
+    used: pruning cannot lose what is not there (:func:`warn_if_zero_baseline` says so)."""
     if base == 0:
-        raise InvalidParameterError("sensitivity: the baseline metric is 0; a relative loss is undefined.")
+        return float(base - value)
     return (base - value) / base
+
+
+def warn_if_zero_baseline(base, metric):
+    """Warn that a baseline of 0 makes every layer look insensitive."""
+    if base == 0:
+        logger.warning("sensitivity: the baseline %s is 0 on the evaluation data, so no layer can lose anything "
+                       "and every layer will look insensitive (losses are base - pruned, not relative). Train "
+                       "the model further or evaluate on more images before using these sensitivities.", metric)
 
 
 def canonical_ratio(value):

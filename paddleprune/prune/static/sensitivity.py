@@ -17,7 +17,7 @@ import paddle
 
 from paddleprune.errors import InvalidParameterError, SensitivityFileError, UnprunableError
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
-from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss
+from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss, warn_if_zero_baseline
 from paddleprune.prune.static.pruner import (Pruner, check_names, check_program, locate, restore_scope,
                                               warn_unsupported)
 from paddleprune.prune.static.walker import StaticAnalysis
@@ -128,6 +128,7 @@ def sensitivity(program, place, param_names, eval_func, sensitivities_file=None,
         table = {}
         todo = [(name, r) for name in targets for r in ratios]
     logger.info("sensitivity: baseline %s = %.6f; %d evaluations to go", metric, base, len(todo))
+    warn_if_zero_baseline(base, metric)
     meta = dict(expected, baseline=base, method="naive")
     bar = progress_bar(len(todo), "sensitivity", unit="eval")
     try:
