@@ -29,7 +29,7 @@ def test_quick_detection_demo(demo_run):
     assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
     assert 0 < o["metric"] <= 1 and 0 <= p["metric"] <= 1
     assert o["latency_ms_cpu"] > 0 and p["latency_ms_cpu"] > 0
-    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 1 thread)", "ONNX Runtime (1 thread)"]
     pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))
     assert pruned.status == "Prune" and pruned.sensitivity_key() == "YOLOv3_MobileNetV1"
     outs = [p.shape[0] for n, p in pruned.net.named_parameters() if "yolo_output" in n and n.endswith("weight")]
@@ -45,7 +45,7 @@ def test_quick_segmentation_demo(demo_run):
     assert report["model"] == "UNet" and o["metric_name"] == p["metric_name"] == "miou"
     assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
     assert 0 < o["metric"] <= 1 and 0 <= p["metric"] <= 1
-    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 1 thread)", "ONNX Runtime (1 thread)"]
     pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))
     assert pruned.status == "Prune" and pruned.sensitivity_key() == "UNet"
     assert pruned.net.logit.weight.shape[0] == len(pruned.labels)     # the classifier conv keeps num_classes
@@ -62,12 +62,12 @@ def test_quick_demo_end_to_end_and_rerun_skips(demo_run, tmp_path):
     assert p["flops"] < o["flops"] and p["params"] < o["params"] and p["size_mb"] < o["size_mb"]
     assert 0 < o["metric"] <= 1 and 0 < p["metric"] <= 1
     assert o["latency_ms_cpu"] > 0 and p["latency_ms_cpu"] > 0
-    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    assert list(report["latency"]) == ["Paddle Inference (oneDNN, 1 thread)", "ONNX Runtime (1 thread)"]
     for by_batch in report["latency"].values():
         assert list(by_batch) == ["1", "32"]
         assert all(row["original"] > 0 and row["pruned"] > 0 and row["ratio"]["original"] == 1.0
                    for row in by_batch.values())
-    assert "| ONNX Runtime (2 threads), batch 32 |" in printed and "multiples of 8" in printed
+    assert "| ONNX Runtime (1 thread), batch 32 |" in printed and "multiples of 8" in printed
     info = yaml.safe_load(open(os.path.join(out, "stage3_pruned", "best_model", "model.yml")))
     assert info["prune"]["round_to"] == report["round_to"] == 8
     pruned = paddleprune.load_model(os.path.join(out, "stage3_pruned", "best_model"))

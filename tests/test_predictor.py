@@ -151,6 +151,8 @@ def test_predictor_errors(models, tmp_path):
         Predictor(str(tmp_path))
     with pytest.raises(InvalidParameterError, match="'img_file_list' must be a non-empty list"):
         Predictor(models["cls"][2]).batch_predict([])
+    with pytest.raises(InvalidParameterError, match=r"unknown option\(s\) \['topk'\]; a YOLOv3 takes none"):
+        Predictor(models["det"][2], backend="onnxruntime").predict(_images(1)[0], topk=3)
 
 
 def test_export_onnx_only(models, tmp_path):
@@ -229,7 +231,7 @@ def test_pipeline_report_times_with_the_benchmark_code(models):
 
     dirs = {"original": models["cls"][2], "pruned": models["cls"][2]}
     table = time_models(dirs, [1, 3, SIZE, SIZE], (1, 2))
-    assert list(table) == ["Paddle Inference (oneDNN, 2 threads)", "ONNX Runtime (2 threads)"]
+    assert list(table) == ["Paddle Inference (oneDNN, 1 thread)", "ONNX Runtime (1 thread)"]
     for by_batch in table.values():
         assert list(by_batch) == ["1", "2"]
         for row in by_batch.values():

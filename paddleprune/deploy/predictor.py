@@ -1,6 +1,7 @@
 """``Predictor``: an exported model folder (``model.yml`` with ``status: Infer``) run on Paddle
 Inference or ONNX Runtime with the task's own pre- and post-processing (PaddleX 1.x
 ``paddlex.deploy.Predictor``). No dygraph weights are needed."""
+import inspect
 import logging
 import os
 
@@ -120,6 +121,11 @@ class Predictor:
         if not isinstance(img_file_list, (list, tuple)) or not img_file_list:
             raise InvalidParameterError(f"{owner}: 'img_file_list' must be a non-empty list of paths or arrays; "
                                         f"got {type(img_file_list).__name__}.")
+        accepted = [n for n in inspect.signature(self.task.predict_results).parameters if n not in ("outputs", "context")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise InvalidParameterError(f"{owner}: unknown option(s) {unknown}; a {self.info['Model']} takes "
+                                        f"{accepted or 'none'}.")
         if "topk" in options:
             self.task.check_topk(owner, options["topk"])
         feeds, context = self.task.predict_inputs(owner, list(img_file_list), transforms)

@@ -7,6 +7,11 @@ from paddleprune.utils.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+#: Threads per timed model. One: at the pipeline's small inputs a second thread saves less than
+#: it costs to synchronise (MobileNetV2 x0.25, 32 x 32, batch 1 on Paddle Inference: 2.5 ms with
+#: one thread, 5.5 ms with two on this shared 2-core machine; benchmarks/paddle_inference_overhead.py).
+LATENCY_THREADS = 1
+
 
 def measure(models, eval_dataset, input_shape, save_dir, batch_size=64, latency=True, latency_batches=(1, 32)):
     """``{name: {params, flops, metric_name, metric, size_mb, latency_ms_cpu}}`` for task models,
@@ -53,7 +58,7 @@ def time_models(dirs, input_shape, batches, sample_feeds=None):
         return sample_feeds(shape) if sample_feeds is not None else [sample_input(shape)]
 
     table = {}
-    for label, by_batch in time_exported(dirs, feeds_for, batches).items():
+    for label, by_batch in time_exported(dirs, feeds_for, batches, threads=LATENCY_THREADS).items():
         for batch, timing in by_batch.items():
             row = {name: round(s["median_ms"], 3) for name, s in timing["models"].items()}
             row["ratio"] = {name: round(r, 3) for name, r in timing["paired_ratio"].items()}
