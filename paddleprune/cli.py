@@ -34,14 +34,48 @@ def _cmd_prune(args):
     return 0
 
 
+def _without_launch_options(argv):
+    """``argv`` without ``--nproc`` / ``--ips`` (and their values)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--ips"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--ips=")):
+            out.append(arg)
+    return out
+
+
+def _launch(args):
+    """Run this command as ``--nproc`` ranks under ``paddle.distributed.launch``; its exit code."""
+    import os
+    import subprocess
+
+    from paddleprune.utils import dist
+    log_dir = os.path.join(args.save_dir, "log")
+    cmd = dist.launch_command(args.nproc, _without_launch_options(args.argv), ips=args.ips, log_dir=log_dir)
+    print(f"paddleprune {args.command}: starting {args.nproc} processes (logs in {log_dir}/workerlog.N): "
+          + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=False).returncode
+
+
+def _needs_launch(args):
+    from paddleprune.utils import dist
+    return (args.nproc > 1 or args.ips) and dist.world()[1] == 1
+
+
 def _cmd_pipeline(args):
     from paddleprune.pipeline import run_pipeline
     from paddleprune.pipeline.report import to_markdown
+    if _needs_launch(args):
+        return _launch(args)
     report = run_pipeline(task=args.task, data_dir=args.data, save_dir=args.save_dir,
                           eval_metric_loss=args.eval_metric_loss, pruned_flops=args.pruned_flops,
                           sensitivities_file=args.sensitivities_file, quick=args.quick,
                           latency=not args.no_latency, round_to=args.round_to)
-    print(to_markdown(report))
+    if report is not None:      # rank 0 (or a single process)
+        print(to_markdown(report))
     return 0
 
 
@@ -49,6 +83,8 @@ def _cmd_demo(args):
     import os
 
     from paddleprune.pipeline.tasks import TASKS
+    if _needs_launch(args):
+        return _launch(args)
     tasks = [args.task] if args.task else list(TASKS)
     root, args.data, args.sensitivities_file = args.save_dir, None, None
     for task in tasks:
@@ -112,6 +148,16 @@ def _input_size(text):
     if w < 1 or h < 1:
         raise argparse.ArgumentTypeError(f"W and H must be positive; got {text!r}")
     return [w, h]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
 
 
 def _cmd_export(args):
@@ -187,6 +233,12 @@ def build_parser():
         p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
         p.add_argument("--round-to", type=int, default=None,
                        help="pruned layers keep a multiple of this many channels (default 8; 1 = no alignment)")
+        p.add_argument("--nproc", type=_positive_int, default=1,
+                       help="data-parallel processes on this machine, started with paddle.distributed.launch "
+                            "(one per GPU; on a CPU at most one per core). Logs: SAVE_DIR/log/workerlog.N")
+        p.add_argument("--ips", default=None,
+                       help="several machines: the comma-separated IPs of all of them, the first one leading; "
+                            "run the same command on each")
 
     pl = sub.add_parser("pipeline", help="train, compute sensitivities, retrain pruned, and report before/after")
     pl.add_argument("--task", default="classification", choices=task_names)

@@ -1,6 +1,10 @@
 """Stage 1 train the original, stage 2 compute sensitivities, stage 3 retrain the
 pruned model, then measure both. Each stage writes a ``.done`` marker when it
-has finished; a re-run skips finished stages and resumes a stopped one."""
+has finished; a re-run skips finished stages and resumes a stopped one.
+
+Under ``paddle.distributed.launch`` (``paddleprune pipeline --nproc N``) every rank runs
+the stages: training is data-parallel, stage 2 splits the layer groups between the ranks,
+rank 0 alone writes the markers and measures both models."""
 import dataclasses
 import json
 import logging
@@ -12,6 +16,7 @@ from paddleprune.pipeline.tasks import get_task
 from paddleprune.tasks.checkpoint import load_model
 from paddleprune.tasks.params import check_int
 from paddleprune.tasks.pruning import model_params, resolve_sensitivities_file
+from paddleprune.utils import dist
 from paddleprune.utils.atomic import atomic_write_text
 from paddleprune.utils.checks import check_interval
 
@@ -23,7 +28,9 @@ def _done(stage_dir):
 
 
 def _mark_done(stage_dir, info):
-    atomic_write_text(os.path.join(stage_dir, ".done"), json.dumps(info) + "\n")
+    if dist.is_main():
+        atomic_write_text(os.path.join(stage_dir, ".done"), json.dumps(info) + "\n")
+    dist.barrier()
 
 
 def _latest_epoch(save_dir):
@@ -56,8 +63,8 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
 
     Returns
     -------
-    dict
-        The report.
+    dict or None
+        The report (None on the ranks other than 0 of a distributed run).
     """
     spec = get_task(task)
     check_interval("run_pipeline", "eval_metric_loss", eval_metric_loss, 0, 1)
@@ -84,9 +91,13 @@ def run_pipeline(task="classification", data_dir=None, save_dir="output/pipeline
     if pruned_flops is not None and not _done(stage3):
         eval_metric_loss = _threshold_for_flops(original, sen_file, pruned_flops, shape, settings.round_to)
     best3 = retrain_pruned(spec, settings, train_ds, val_ds, best1, sen_file, eval_metric_loss, stage3, use_vdl)
-    # -- measure both ---------------------------------------------------------------------------
-    results = measure({"original": original, "pruned": load_model(best3)}, val_ds, shape, save_dir,
-                      batch_size=settings.eval_batch_size, latency=latency, latency_batches=spec.latency_batches)
+    if not dist.is_main():
+        return None
+    # -- measure both (rank 0 alone) ------------------------------------------------------------
+    with dist.local_evaluation():
+        results = measure({"original": original, "pruned": load_model(best3)}, val_ds, shape, save_dir,
+                          batch_size=settings.eval_batch_size, latency=latency,
+                          latency_batches=spec.latency_batches)
     report = {"task": task, "model": spec.model, "model_params": model_params(original), "dataset": data_dir,
               "eval_metric_loss": eval_metric_loss, "pruned_flops_target": pruned_flops,
               "sensitivities_file": sen_file, "round_to": settings.round_to, "quick": quick,
@@ -154,7 +165,8 @@ def compute_sensitivities(spec, settings, val_ds, best_model_dir, stage_dir):
         sub = val_ds if not settings.sensitivity_images else _subset(val_ds, settings.sensitivity_images)
         table = slim.cal_params_sensitivities(trained, sen_file, sub, batch_size=settings.eval_batch_size,
                                               ratios=list(settings.ratios))
-        slim.visualize(trained, sen_file, save_dir=stage_dir)
+        if dist.is_main():
+            slim.visualize(trained, sen_file, save_dir=stage_dir)
         _mark_done(stage_dir, {"seconds": round(time.perf_counter() - t0, 1), "layers": len(table),
                                "images": len(sub)})
     else:

@@ -334,7 +334,9 @@ class BaseTask(abc.ABC):
         Parameters
         ----------
         eval_dataset : Dataset
-            Its transforms are used (the model's ``eval_transforms`` when None).
+            Its transforms are used (the model's ``eval_transforms`` when None). Under
+            ``paddle.distributed.launch`` every rank must call this: each evaluates a share of
+            the samples and every rank gets the metrics of the whole set.
         batch_size : int
         return_details : bool
             Also return the per-sample details (task specific).
@@ -350,7 +352,6 @@ class BaseTask(abc.ABC):
             Before ``train()`` or ``load_model``.
         """
         from paddleprune.tasks.params import check_dataset, check_int
-        from paddleprune.tasks.progress import progress_bar
         owner = f"{type(self).__name__}.evaluate"
         self._check_net(owner)
         check_dataset(owner, "eval_dataset", eval_dataset)
@@ -360,19 +361,8 @@ class BaseTask(abc.ABC):
                 raise InvalidParameterError(f"{owner}: 'eval_dataset' has no transforms and the model has "
                                             "no eval_transforms; give the data set transforms.")
             eval_dataset.transforms = self.eval_transforms
-        loader = paddle.io.DataLoader(eval_dataset, batch_size=batch_size, shuffle=False, drop_last=False,
-                                      num_workers=0, collate_fn=self.collate_fn("eval"))
-        metric = self.make_metric(keep_details=return_details)
-        from paddleprune.prune.graph import eval_mode
-        bar = progress_bar(len(loader), "eval")
-        try:
-            with eval_mode(self.net), paddle.no_grad():
-                for batch in loader:
-                    inputs, targets = self.split_batch(batch)
-                    metric.update(self.postprocess(self.run_net(inputs), targets), targets)
-                    bar.update(1)
-        finally:
-            bar.close()
+        from paddleprune.tasks.evaluation import run_evaluation
+        metric = run_evaluation(self, eval_dataset, batch_size, self.make_metric(keep_details=return_details))
         result = metric.accumulate()
         return (result, metric.details()) if return_details else result
 

@@ -7,6 +7,7 @@ import os
 from typing import Any, List, Optional
 
 from paddleprune.errors import InvalidParameterError
+from paddleprune.utils import dist
 from paddleprune.utils.checks import check_int, check_interval
 
 __all__ = ["TrainOptions", "check_int", "check_bool", "check_epochs_list", "check_dataset", "check_train_args"]
@@ -95,6 +96,11 @@ def check_train_args(owner, args):
             f"{owner}: 'train_batch_size' must be at most the number of training samples "
             f"({len(a.train_dataset)}), since the last partial batch is dropped; "
             f"got {a.train_batch_size!r}.")
+    nranks = dist.world()[1]
+    if train_batch_size % nranks:
+        raise InvalidParameterError(
+            f"{owner}: 'train_batch_size' is the batch of all {nranks} processes together (as in PaddleX) and "
+            f"must be a multiple of {nranks}; got {train_batch_size}.")
     save_interval_epochs = check_int(owner, "save_interval_epochs", a.save_interval_epochs, 1)
     log_interval_steps = check_int(owner, "log_interval_steps", a.log_interval_steps, 1)
     if not isinstance(a.save_dir, (str, os.PathLike)) or not os.fspath(a.save_dir):

@@ -23,6 +23,7 @@ from paddleprune.tasks.optim import resolve_optimizer, restore_optimizer
 from paddleprune.tasks.progress import format_eta, progress_bar
 from paddleprune.tasks.pruning import model_params, prune_by_sensitivities, resolve_sensitivities_file
 from paddleprune.tasks.vdl import VdlLogger
+from paddleprune.utils import dist
 from paddleprune.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
@@ -32,18 +33,23 @@ __all__ = ["fit", "EpochBatches"]
 
 class EpochBatches:
     """Batch sampler: a fresh permutation per epoch from ``default_rng([seed, epoch])``;
-    the last partial batch is dropped."""
+    the last partial batch is dropped. With ``nranks`` > 1 each batch of ``batch_size`` is
+    split between the ranks and this rank gets its ``batch_size / nranks`` part (the
+    distributed batch sampler: together the ranks see what one process sees)."""
 
-    def __init__(self, num_samples, batch_size, seed):
+    def __init__(self, num_samples, batch_size, seed, rank=0, nranks=1):
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 1
+        self.rank, self.nranks = rank, nranks
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+        part = self.batch_size // self.nranks
         for i in range(len(self)):
-            yield order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
+            start = i * self.batch_size + self.rank * part
+            yield order[start:start + part].tolist()
 
     def __len__(self):
         return self.num_samples // self.batch_size
@@ -106,6 +112,7 @@ def _build_network(task, owner, a):
     else:
         logger.info("%s: pretrain_weights=None, the network starts from random weights (PaddleX's default is "
                     "'IMAGENET'; pass it for Paddle's published ImageNet weights)", owner)
+    dist.broadcast_params(net)      # the same start on every rank, so every rank prunes the same channels
     sen_file = resolve_sensitivities_file(owner, a.sensitivities_file, task.sensitivity_key(),
                                           model_params=model_params(task), input_shape=task.input_shape,
                                           num_classes=task.num_classes, net_class=type(net).__name__)
@@ -128,6 +135,16 @@ def _build_network(task, owner, a):
     return net, None, prune_info
 
 
+def _check_same_network(owner, net):
+    """Every rank must train the same (pruned) network: DataParallel cannot check it."""
+    shapes = dist.all_gather([tuple(p.shape) for p in net.parameters()])
+    for rank, other in enumerate(shapes[1:], start=1):
+        if other != shapes[0]:
+            raise InvalidParameterError(f"{owner}: rank {rank} built another network than rank 0 (its pruned "
+                                        "shapes differ); give every rank the same pretrain_weights and "
+                                        "sensitivities_file.")
+
+
 def _evaluate(task, eval_ds, batch_size, epoch, vdl):
     t0 = time.perf_counter()
     metrics = task.evaluate(eval_ds, batch_size=batch_size)
@@ -144,11 +161,14 @@ def fit(task, a):
     owner = f"{type(task).__name__}.train"
     train_ds, eval_ds = a.train_dataset, a.eval_dataset
     _prepare_data(task, owner, train_ds, eval_ds)
+    rank, nranks = dist.world()
+    dist.init()
     net, resume, prune_info = _build_network(task, owner, a)
+    _check_same_network(owner, net)
     task.net, task.prune_info = net, prune_info
     task.status = "Prune" if prune_info else "Normal"
-    seed = int(np.random.randint(0, 2**31 - 1))
-    sampler = EpochBatches(len(train_ds), a.train_batch_size, seed)
+    seed = dist.broadcast(int(np.random.randint(0, 2**31 - 1)))
+    sampler = EpochBatches(len(train_ds), a.train_batch_size, seed, rank, nranks)
     loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=0,
                                   collate_fn=task.collate_fn("train"))
     steps = len(sampler)
@@ -158,7 +178,7 @@ def fit(task, a):
         path = os.path.join(a.resume_checkpoint, "model.pdopt")
         state = ckpt.read_params(path, return_numpy=True)
         global_step = restore_optimizer(opt, net, state, path)
-        seed = sampler.seed = int(state.get("train_seed", seed))
+        seed = sampler.seed = int(state.get("train_seed", seed))     # the same file on every rank
         start = int(resume.get("completed_epochs", 0)) + 1
         best_dir = os.path.join(a.save_dir, "best_model")
         if os.path.isfile(os.path.join(best_dir, "model.yml")):
@@ -172,14 +192,15 @@ def fit(task, a):
         return
     scheduler = opt._learning_rate if isinstance(opt._learning_rate, paddle.optimizer.lr.LRScheduler) else None
     stopper = EarlyStop(a.early_stop_patience, 1e-4, best) if a.early_stop else None
-    vdl_dir = os.path.join(a.save_dir, "vdl_log") if a.use_vdl else None
+    vdl_dir = os.path.join(a.save_dir, "vdl_log") if a.use_vdl and dist.is_main() else None
+    model = paddle.DataParallel(net) if nranks > 1 else net     # averages the gradients of the ranks
     total = (a.num_epochs - start + 1) * steps
     done, t_start, eval_time, n_evals = 0, time.perf_counter(), 0.0, 0
     with VdlLogger(vdl_dir) as vdl:
         for epoch in range(start, a.num_epochs + 1):
             sampler.epoch = epoch
             if hasattr(task.train_transforms, "seed"):
-                task.train_transforms.seed([seed, epoch])
+                task.train_transforms.seed([seed, epoch] + ([rank] if nranks > 1 else []))
             if hasattr(task.train_transforms, "set_epoch"):
                 task.train_transforms.set_epoch(epoch)
             net.train()
@@ -188,7 +209,7 @@ def fit(task, a):
             try:
                 for step, batch in enumerate(loader, 1):
                     inputs, targets = task.split_batch(batch)
-                    outputs = task.run_net(inputs, net)
+                    outputs = task.run_net(inputs, model)
                     loss = task.compute_loss(outputs, targets)
                     loss.backward()
                     opt.step()
@@ -222,20 +243,25 @@ def fit(task, a):
             task.completed_epochs = epoch
             if epoch % a.save_interval_epochs != 0 and epoch != a.num_epochs:
                 continue
+            dist.average_buffers(net)
             metrics = None
             if eval_ds is not None:
                 metrics, seconds = _evaluate(task, eval_ds, a.train_batch_size, epoch, vdl)
                 eval_time, n_evals = eval_time + seconds, n_evals + 1
                 task.eval_metrics = metrics
-            epoch_dir = ckpt.save_model_dir(task, os.path.join(a.save_dir, f"epoch_{epoch}"), opt,
-                                            global_step, metrics, train_seed=seed)
+            epoch_dir = os.path.join(a.save_dir, f"epoch_{epoch}")
+            if dist.is_main():          # one writer; every rank holds the same weights and metrics
+                ckpt.save_model_dir(task, epoch_dir, opt, global_step, metrics, train_seed=seed)
             if metrics is not None:
                 primary, score = next(iter(metrics.items()))
                 if best is None or score > best:
                     best = score
-                    ckpt.copy_model_dir(epoch_dir, os.path.join(a.save_dir, "best_model"))
-                    logger.info("[EVAL] best %s so far: %.6f (epoch %d), saved to best_model", primary, score, epoch)
-                if stopper is not None and stopper(score):
-                    logger.info("%s: early stop at epoch %d (%s did not improve for %d evaluations)", owner,
-                                epoch, primary, a.early_stop_patience)
-                    break
+                    if dist.is_main():
+                        ckpt.copy_model_dir(epoch_dir, os.path.join(a.save_dir, "best_model"))
+                        logger.info("[EVAL] best %s so far: %.6f (epoch %d), saved to best_model", primary, score,
+                                    epoch)
+            dist.barrier()
+            if metrics is not None and stopper is not None and stopper(score):
+                logger.info("%s: early stop at epoch %d (%s did not improve for %d evaluations)", owner,
+                            epoch, primary, a.early_stop_patience)
+                break
