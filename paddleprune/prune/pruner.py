@@ -291,6 +291,11 @@ class FilterPruner:
         -------
         dict
             ``{param: {ratio: loss}}``; also kept as ``self.sensitivities``.
+
+        Under ``python -m paddle.distributed.launch --nproc_per_node N`` every rank must call
+        it (same weights, same full evaluation data): each rank measures every N-th group,
+        writing ``<sen_file>.rank<r>-of-<N>``, and all return the merged table that rank 0
+        writes to ``sen_file``.
         """
         from paddleprune.prune.sensitive import compute_sensitivities
         sen_file = sen_file if sen_file is not None else self.sen_file

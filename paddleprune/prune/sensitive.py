@@ -14,6 +14,8 @@ them, which the engine's tests prove).
   ``'dygraph'``; the log says which and why.
 
 The table is written atomically after every point; a re-run skips what is done.
+Under ``paddle.distributed.launch`` the groups are shared out between the ranks
+(:mod:`paddleprune.prune.sensitivity_shards`).
 """
 import contextlib
 import logging
@@ -30,7 +32,9 @@ from paddleprune.prune.plan import PruningPlan
 from paddleprune.prune.prefix_cache import PrefixCache
 from paddleprune.prune.runtime_eval import OUTPUT_TOLERANCE, RuntimeUnavailable, cpu_threads
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
+from paddleprune.prune.sensitivity_shards import Shards, rank_local
 from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss, warn_if_zero_baseline
+from paddleprune.utils import dist
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +203,11 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
                           overwrite=False, cache_mb=1024, meta=None):
     """Sensitivities of ``pruner.model``: ``{param: {ratio: (base - pruned) / base}}``.
 
-    See :meth:`paddleprune.prune.FilterPruner.sensitive` for the parameters.
+    See :meth:`paddleprune.prune.FilterPruner.sensitive` for the parameters. Under
+    ``python -m paddle.distributed.launch`` every rank must call it with the same model and
+    data: the groups are shared out between the ranks, each writes ``<sen_file>.rank<r>-of-<N>``,
+    and every rank returns the merged table, rank 0 having written it to ``sen_file``
+    (:mod:`paddleprune.prune.sensitivity_shards`).
     """
     owner = f"{type(pruner).__name__}.sensitive"
     if method not in METHODS:
@@ -214,47 +222,81 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
     model = pruner.model
     expected = {"model": type(model).__name__, "metric": metric, "criterion": _criterion_name(pruner),
                 "ratios": ratios}
+    shards = None
+    if dist.world()[1] > 1:
+        shards = Shards(sen_file, targets)
+        eval_func, score_fn = rank_local(eval_func), rank_local(score_fn)
     table, file_meta = {}, {}
     if sen_file is not None and os.path.exists(sen_file):
         table, file_meta = load_sensitivities(sen_file, return_meta=True)
         if check_compatible(file_meta, expected, path=sen_file, overwrite=overwrite):
             table, file_meta = {}, {}
-    todo = [(name, r) for name in targets for r in ratios if r not in table.get(name, {})]
-    if not todo:
+    # one process adds its points to the file's table; a rank to its part file's
+    points, part_meta = (table, file_meta) if shards is None else shards.load_part(expected, overwrite)
+    mine = targets if shards is None else shards.mine
+    todo = _todo(mine, ratios, table, points)
+    if not (todo if shards is None else shards.anything_to_do(todo)):    # every rank takes part
         return {n: dict(table[n]) for n in table}
+    out_file = sen_file if shards is None else shards.part
     with use_all_cores():
         t0 = time.perf_counter()
         evaluator, base = _make_evaluator(pruner, method, eval_func, eval_batches, score_fn, cache_mb, owner)
-        stored = file_meta.get("baseline")
-        if stored is not None and table and not np.isclose(stored, base, rtol=1e-6, atol=1e-9):
-            if not overwrite:
-                raise SensitivityFileError(
-                    f"{sen_file}: baseline {metric} is {stored} in the file but {base} now (other weights or "
-                    "data?); pass overwrite=True to recompute.")
-            table = {}
-            todo = [(name, r) for name in targets for r in ratios]
+        method_used, problem = evaluator.method, None
+        try:
+            if _stale(sen_file, file_meta, table, base, metric, overwrite):
+                table = {}
+            if shards is not None and _stale(out_file, part_meta, points, base, metric, overwrite):
+                points = {}
+        except SensitivityFileError as exc:
+            if shards is None:
+                raise
+            problem = exc
+        if shards is not None:
+            method_used = shards.agree(base, evaluator.method, metric, problem)
+        else:
+            points = table
+        todo = _todo(mine, ratios, table, points)
         logger.info("sensitivity: baseline %s = %.6f (%.1f s); %d evaluations to go (%s method)",
                     metric, base, time.perf_counter() - t0, len(todo), evaluator.method)
         warn_if_zero_baseline(base, metric)
-        full_meta = dict(meta or {}, **expected, baseline=base, method=evaluator.method)
+        full_meta = dict(meta or {}, **expected, baseline=base, method=method_used)
         bar = progress_bar(len(todo), "sensitivity")
         try:
             with eval_mode(model):
                 start = time.perf_counter()
                 for i, (name, ratio) in enumerate(todo, start=1):
                     value = evaluator.point(pruner, name, ratio)
-                    table.setdefault(name, {})[ratio] = relative_loss(base, value)
-                    if sen_file is not None:
-                        save_sensitivities(sen_file, table, full_meta)
+                    points.setdefault(name, {})[ratio] = relative_loss(base, value)
+                    if out_file is not None:
+                        save_sensitivities(out_file, points, full_meta)
                     bar.update(1)
                     if bar.disable and (i % 10 == 0 or i == len(todo)):   # no bar in logs: say where we are
                         spent = time.perf_counter() - start
                         logger.info("sensitivity: %d/%d evaluations, %.0f s, about %.0f s to go", i, len(todo),
                                     spent, spent / i * (len(todo) - i))
-                    bar.set_postfix_str(f"{name} {ratio:.1f}: {table[name][ratio]:+.4f}")
+                    bar.set_postfix_str(f"{name} {ratio:.1f}: {points[name][ratio]:+.4f}")
         finally:
             bar.close()
-        return {n: dict(table[n]) for n in table}
+    if shards is not None:
+        return shards.finish(table, points, full_meta)
+    return {n: dict(points[n]) for n in points}
+
+
+def _todo(names, ratios, *done):
+    return [(n, r) for n in names for r in ratios if not any(r in table.get(n, {}) for table in done)]
+
+
+def _stale(path, file_meta, table, base, metric, overwrite):
+    """True when ``table`` (read from ``path``) was measured against another baseline and
+    ``overwrite`` asks to recompute it; without ``overwrite`` that is an error."""
+    stored = file_meta.get("baseline")
+    if stored is None or not table or np.isclose(stored, base, rtol=1e-6, atol=1e-9):
+        return False
+    if not overwrite:
+        raise SensitivityFileError(
+            f"{path}: baseline {metric} is {stored} in the file but {base} now (other weights or "
+            "data?); pass overwrite=True to recompute.")
+    return True
 
 
 def _criterion_name(pruner):

@@ -59,6 +59,10 @@ def cal_params_sensitivities(model, save_file, eval_dataset, batch_size=8, *, ra
     ------
     InvalidParameterError
         An untrained or pruned model, or bad arguments.
+
+    Under ``python -m paddle.distributed.launch`` every rank must call it with the same model
+    and dataset: the layer groups are shared out between the ranks and every rank returns
+    the merged table, which rank 0 writes to ``save_file``.
     """
     from paddleprune.prune import L1NormFilterPruner
     from paddleprune.prune.graph import eval_mode
