@@ -143,3 +143,27 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_weights(run):
     assert ours.keys() == theirs.keys()
     for name in theirs:
         np.testing.assert_allclose(ours[name].numpy(), theirs[name].numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_launch_options_are_not_passed_on():
+    from paddleprune.cli import _without_launch_options
+    argv = ["pipeline", "--quick", "--nproc", "2", "--ips=10.0.0.1,10.0.0.2", "--save-dir", "out", "--nproc=3"]
+    assert _without_launch_options(argv) == ["pipeline", "--quick", "--save-dir", "out"]
+
+
+@pytest.mark.slow
+def test_pipeline_nproc_runs_every_stage_on_two_ranks(tmp_path):
+    from paddleprune.cli import main
+    out = tmp_path / "pipeline"
+    assert main(["pipeline", "--quick", "--no-latency", "--nproc", "2", "--save-dir", str(out)]) == 0
+    logs = {r: _read(out / "log" / f"workerlog.{r}") for r in (0, 1)}
+    assert "rank 1 of 2 takes" in logs[1] and "merged 2 part files" in logs[0]
+    report = json.load(open(out / "report.json"))
+    assert report["pruned"]["flops"] < report["original"]["flops"]
+    sen_file = out / "stage2_sensitivities" / "model.sensi.json"
+    assert sen_file.is_file() and not list(sen_file.parent.glob("*.rank*-of-*"))
+    with open(out / "stage3_pruned" / "best_model" / "model.yml", encoding="utf-8") as f:
+        assert yaml.safe_load(f)["status"] == "Prune"
+    # a second run finds every stage done and only measures again
+    assert main(["pipeline", "--quick", "--no-latency", "--nproc", "2", "--save-dir", str(out)]) == 0
+    assert "stage 3/3: done before, skipped" in _read(out / "log" / "workerlog.1")
