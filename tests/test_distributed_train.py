@@ -167,3 +167,43 @@ def test_pipeline_nproc_runs_every_stage_on_two_ranks(tmp_path):
     # a second run finds every stage done and only measures again
     assert main(["pipeline", "--quick", "--no-latency", "--nproc", "2", "--save-dir", str(out)]) == 0
     assert "stage 3/3: done before, skipped" in _read(out / "log" / "workerlog.1")
+
+
+TASK_SCRIPT = r'''
+import json, os, sys
+import numpy as np, paddle
+from paddleprune.pipeline.run import _subset, load_datasets
+from paddleprune.pipeline.tasks import get_task
+
+task, out = sys.argv[1], sys.argv[2]
+spec, settings = get_task(task), get_task(task).quick
+train_ds, val_ds = load_datasets(spec, settings, spec.demo_data())
+train_ds, val_ds = _subset(train_ds, 32), _subset(val_ds, 13)
+np.random.seed(1)
+paddle.seed(1)
+model = spec.build_model(len(train_ds.labels), settings)
+model.train(num_epochs=1, train_dataset=train_ds, train_batch_size=8, eval_dataset=val_ds, save_dir=os.path.join(out, "m"),
+            **spec.schedule(settings, settings.learning_rate, 4, 1, (), warmup=False))
+metrics = model.evaluate(val_ds, batch_size=3)      # 13 images, 5 batches: rank 0 runs 3, rank 1 runs 2
+with open(os.path.join(out, f"rank{os.environ['PADDLE_TRAINER_ID']}.json"), "w") as f:
+    json.dump({k: float(v) for k, v in metrics.items() if np.isscalar(v)}, f)
+'''
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_detection_and_segmentation_train_and_evaluate_on_two_ranks(task, tmp_path):
+    from paddleprune.pipeline.run import _subset, load_datasets
+    from paddleprune.pipeline.tasks import get_task
+    script = tmp_path / "task.py"
+    script.write_text(TASK_SCRIPT)
+    proc = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                           str(tmp_path / "log"), str(script), task, str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    proc.logs = {r: _read(tmp_path / "log" / f"workerlog.{r}") for r in (0, 1)}
+    assert proc.returncode == 0, _failed(proc)
+    spec = get_task(task)
+    _, val_ds = load_datasets(spec, spec.quick, spec.demo_data())
+    saved = paddleprune.load_model(str(tmp_path / "m" / "epoch_1"))
+    single = {k: float(v) for k, v in saved.evaluate(_subset(val_ds, 13), batch_size=3).items() if np.isscalar(v)}
+    ranks = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
+    assert ranks[0] == ranks[1] == single and len(single) >= 1
