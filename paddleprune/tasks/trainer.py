@@ -243,7 +243,7 @@ def fit(task, a):
             task.completed_epochs = epoch
             if epoch % a.save_interval_epochs != 0 and epoch != a.num_epochs:
                 continue
-            dist.average_buffers(net)
+            dist.average_statistics(net)
             metrics = None
             if eval_ds is not None:
                 metrics, seconds = _evaluate(task, eval_ds, a.train_batch_size, epoch, vdl)

@@ -8,8 +8,8 @@ import contextlib
 import os
 import sys
 
-__all__ = ["world", "is_main", "local_evaluation", "evaluation_ranks", "init", "barrier", "all_gather", "broadcast", "broadcast_params", "average_buffers", "launch_command",
-           "shard"]
+__all__ = ["world", "is_main", "init", "barrier", "all_gather", "broadcast", "shard", "broadcast_params",
+           "average_statistics", "local_evaluation", "evaluation_ranks", "launch_command"]
 
 
 def world():
@@ -54,6 +54,7 @@ def init():
 
 
 def barrier():
+    """Wait until every rank is here."""
     if init() > 1:
         import paddle.distributed as dist
         dist.barrier()
@@ -104,7 +105,7 @@ def broadcast_params(layer):
             dist.broadcast(tensor, src=0)
 
 
-def average_buffers(layer):
+def average_statistics(layer):
     """Average what training updates without gradients (BatchNorm's running mean and
     variance, which Paddle keeps as parameters with ``stop_gradient``) over the ranks, in
     place: DataParallel averages gradients only, so without this the ranks would evaluate,
