@@ -32,7 +32,7 @@ from paddleprune.prune.plan import PruningPlan
 from paddleprune.prune.prefix_cache import PrefixCache
 from paddleprune.prune.runtime_eval import OUTPUT_TOLERANCE, RuntimeUnavailable, cpu_threads
 from paddleprune.prune.sensitivity_files import check_compatible, load_sensitivities, save_sensitivities
-from paddleprune.prune.sensitivity_shards import Shards, rank_local
+from paddleprune.prune.sensitivity_shards import Shards
 from paddleprune.prune.sensitivity_table import DEFAULT_RATIOS, canonical_ratio, relative_loss, warn_if_zero_baseline
 from paddleprune.utils import dist
 
@@ -225,7 +225,6 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
     shards = None
     if dist.world()[1] > 1:
         shards = Shards(sen_file, targets)
-        eval_func, score_fn = rank_local(eval_func), rank_local(score_fn)
     table, file_meta = {}, {}
     if sen_file is not None and os.path.exists(sen_file):
         table, file_meta = load_sensitivities(sen_file, return_meta=True)
@@ -238,7 +237,8 @@ def compute_sensitivities(pruner, eval_func=None, sen_file=None, target_vars=Non
     if not (todo if shards is None else shards.anything_to_do(todo)):    # every rank takes part
         return {n: dict(table[n]) for n in table}
     out_file = sen_file if shards is None else shards.part
-    with use_all_cores():
+    # the ranks measure different points: an evaluate() inside runs all its data on this rank
+    with use_all_cores(), dist.local_evaluation():
         t0 = time.perf_counter()
         evaluator, base = _make_evaluator(pruner, method, eval_func, eval_batches, score_fn, cache_mb, owner)
         method_used, problem = evaluator.method, None

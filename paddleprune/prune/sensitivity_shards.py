@@ -10,7 +10,6 @@ written) and removes the parts. Without a file the ranks exchange their tables.
 Every rank makes the same collective calls in the same order, also a rank with nothing
 left to do. In one process :func:`compute_sensitivities` does not use this module.
 """
-import functools
 import glob
 import logging
 import os
@@ -24,7 +23,7 @@ from paddleprune.utils import dist
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["part_file", "ordered", "rank_local", "Shards"]
+__all__ = ["part_file", "ordered", "Shards"]
 
 
 def part_file(sen_file, rank, nranks):
@@ -37,21 +36,6 @@ def ordered(table, first, targets):
     (the file it resumed), then ``targets``, then any other; ratios sorted."""
     names = dict.fromkeys([*first, *targets, *table])
     return {name: dict(sorted(table[name].items())) for name in names if name in table}
-
-
-def rank_local(fn):
-    """``fn`` run in ``dist.local_evaluation()``: the ranks measure different points, so an
-    evaluation that deals its batches out to the ranks and gathers the results
-    (``model.evaluate`` under the launcher) could not be matched by the others; each rank
-    evaluates all the data itself instead."""
-    if fn is None:
-        return None
-
-    @functools.wraps(fn)
-    def local(*args, **kwargs):
-        with dist.local_evaluation():
-            return fn(*args, **kwargs)
-    return local
 
 
 class Shards:
