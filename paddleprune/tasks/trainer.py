@@ -161,8 +161,7 @@ def fit(task, a):
     owner = f"{type(task).__name__}.train"
     train_ds, eval_ds = a.train_dataset, a.eval_dataset
     _prepare_data(task, owner, train_ds, eval_ds)
-    rank, nranks = dist.world()
-    dist.init()
+    rank, nranks = dist.world()[0], dist.init()
     net, resume, prune_info = _build_network(task, owner, a)
     _check_same_network(owner, net)
     task.net, task.prune_info = net, prune_info
